@@ -1,0 +1,181 @@
+//! The blob store port: a bucket of immutable, content-addressed objects.
+
+pub mod event;
+pub mod fs;
+pub mod s3;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures::stream::{BoxStream, StreamExt};
+
+/// What can go wrong with a bucket.
+#[derive(Debug, thiserror::Error)]
+pub enum BlobError {
+    /// The key is not a valid object key (empty, `..`, absolute…).
+    #[error("invalid object key {0:?}")]
+    BadKey(String),
+    /// The body ended before its announced size, or ran past it.
+    #[error("object {key}: body was {got} bytes, expected {want}")]
+    SizeMismatch {
+        /// The key.
+        key: String,
+        /// Bytes received.
+        got: u64,
+        /// Bytes announced.
+        want: u64,
+    },
+    /// The backend failed (network, permissions, disk).
+    #[error("bucket {bucket}: {message}")]
+    Backend {
+        /// The bucket.
+        bucket: String,
+        /// What failed.
+        message: String,
+    },
+}
+
+/// A stream of body chunks.
+pub type ByteStream = BoxStream<'static, Result<Bytes, BlobError>>;
+
+/// An object's body, streamed, with its size known up front.
+pub struct BlobBody {
+    /// Bytes in the body (of the range, for a ranged get).
+    pub size: u64,
+    /// The chunks.
+    pub stream: ByteStream,
+}
+
+impl BlobBody {
+    /// A body already in memory.
+    pub fn from_bytes(b: Bytes) -> Self {
+        BlobBody {
+            size: b.len() as u64,
+            stream: futures::stream::once(async move { Ok(b) }).boxed(),
+        }
+    }
+
+    /// Reads the whole body into memory (small objects: manifests, cached files).
+    pub async fn collect(mut self) -> Result<Bytes, BlobError> {
+        let mut buf = bytes::BytesMut::with_capacity(usize::try_from(self.size).unwrap_or(0));
+        while let Some(chunk) = self.stream.next().await {
+            buf.extend_from_slice(&chunk?);
+        }
+        Ok(buf.freeze())
+    }
+}
+
+/// An object's metadata.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectMeta {
+    /// Size in bytes.
+    pub size: u64,
+    /// SHA-256 of the body, when the store recorded it.
+    pub sha256: Option<String>,
+}
+
+/// A listed object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectInfo {
+    /// The key.
+    pub key: String,
+    /// Size in bytes.
+    pub size: u64,
+}
+
+/// The blob store port.
+#[async_trait]
+pub trait BlobStore: Send + Sync {
+    /// The bucket's name.
+    fn bucket(&self) -> &str;
+    /// Metadata of an object, `None` when missing.
+    async fn head(&self, key: &str) -> Result<Option<ObjectMeta>, BlobError>;
+    /// The object's body, or the bytes `start..end` of it, streamed; `None` when missing.
+    async fn get(
+        &self,
+        key: &str,
+        range: Option<std::ops::Range<u64>>,
+    ) -> Result<Option<BlobBody>, BlobError>;
+    /// Stores an object atomically: readers see the old state or the whole new object.
+    async fn put(&self, key: &str, body: BlobBody, sha256: Option<&str>) -> Result<(), BlobError>;
+    /// Objects whose key starts with `prefix`, sorted by key.
+    async fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>, BlobError>;
+
+    /// Stores bytes already in memory.
+    async fn put_bytes(&self, key: &str, b: Bytes, sha256: Option<&str>) -> Result<(), BlobError> {
+        self.put(key, BlobBody::from_bytes(b), sha256).await
+    }
+
+    /// Copies `key` from `src` unless this store already has it with the same size (and
+    /// hash, when both know it). Streams: never holds the object whole. Returns whether
+    /// it copied.
+    async fn copy_from(&self, src: &dyn BlobStore, key: &str) -> Result<bool, BlobError> {
+        let Some(meta) = src.head(key).await? else {
+            return Err(BlobError::Backend {
+                bucket: src.bucket().to_owned(),
+                message: format!("{key} does not exist"),
+            });
+        };
+        if let Some(have) = self.head(key).await? {
+            let same_hash = match (&have.sha256, &meta.sha256) {
+                (Some(a), Some(b)) => a == b,
+                _ => true,
+            };
+            if have.size == meta.size && same_hash {
+                return Ok(false);
+            }
+        }
+        let Some(body) = src.get(key, None).await? else {
+            return Err(BlobError::Backend {
+                bucket: src.bucket().to_owned(),
+                message: format!("{key} vanished during copy"),
+            });
+        };
+        self.put(key, body, meta.sha256.as_deref()).await?;
+        Ok(true)
+    }
+}
+
+/// Refuses keys that could escape a bucket folder or are not object keys.
+pub fn check_key(key: &str) -> Result<(), BlobError> {
+    let bad = key.is_empty()
+        || key.len() > 1024
+        || key.starts_with('/')
+        || key.contains('\\')
+        || key.contains('\0')
+        || key
+            .split('/')
+            .any(|s| s.is_empty() || s == "." || s == "..");
+    if bad {
+        Err(BlobError::BadKey(key.chars().take(200).collect()))
+    } else {
+        Ok(())
+    }
+}
+
+/// Wraps a stream so it fails unless exactly `want` bytes pass through it: a truncated
+/// upstream body must never be stored or cached as if whole.
+pub fn exact_size(key: String, want: u64, s: ByteStream) -> ByteStream {
+    futures::stream::unfold((s, 0u64, false), move |(mut s, got, finished)| {
+        let key = key.clone();
+        async move {
+            if finished {
+                return None;
+            }
+            let mismatch = |got| BlobError::SizeMismatch { key, got, want };
+            match s.next().await {
+                Some(Ok(c)) => {
+                    let got = got + c.len() as u64;
+                    if got > want {
+                        Some((Err(mismatch(got)), (s, got, true)))
+                    } else {
+                        Some((Ok(c), (s, got, false)))
+                    }
+                }
+                Some(Err(e)) => Some((Err(e), (s, got, true))),
+                None if got != want => Some((Err(mismatch(got)), (s, got, true))),
+                None => None,
+            }
+        }
+    })
+    .boxed()
+}

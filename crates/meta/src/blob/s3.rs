@@ -1,0 +1,277 @@
+//! The S3 adapter of the blob store: streaming gets, multipart uploads above 8 MiB.
+
+use super::{check_key, exact_size, BlobBody, BlobError, BlobStore, ObjectInfo, ObjectMeta};
+use async_trait::async_trait;
+use aws_sdk_s3::primitives::ByteStream as S3Body;
+use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
+use aws_sdk_s3::Client;
+use bytes::{Bytes, BytesMut};
+use futures::StreamExt;
+
+/// Bodies above this size are uploaded in parts of this size.
+pub const MULTIPART_PART: usize = 8 * 1024 * 1024;
+
+/// A bucket in S3.
+#[derive(Clone, Debug)]
+pub struct S3BlobStore {
+    client: Client,
+    bucket: String,
+}
+
+impl S3BlobStore {
+    /// The bucket `bucket`, through a client built once at init.
+    pub fn new(client: Client, bucket: impl Into<String>) -> Self {
+        S3BlobStore {
+            client,
+            bucket: bucket.into(),
+        }
+    }
+
+    /// The client (for S3-only operations such as server-side copies).
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    fn err<E, R>(&self, e: aws_sdk_s3::error::SdkError<E, R>) -> BlobError
+    where
+        E: std::error::Error + Send + Sync + 'static,
+        R: std::fmt::Debug + Send + Sync + 'static,
+    {
+        BlobError::Backend {
+            bucket: self.bucket.clone(),
+            message: aws_sdk_s3::error::DisplayErrorContext(e).to_string(),
+        }
+    }
+
+    /// Creates the bucket when it does not exist (emulators and first runs).
+    pub async fn ensure_bucket(&self, region: &str) -> Result<(), BlobError> {
+        if self
+            .client
+            .head_bucket()
+            .bucket(&self.bucket)
+            .send()
+            .await
+            .is_ok()
+        {
+            return Ok(());
+        }
+        let mut req = self.client.create_bucket().bucket(&self.bucket);
+        if region != "us-east-1" {
+            req = req.create_bucket_configuration(
+                aws_sdk_s3::types::CreateBucketConfiguration::builder()
+                    .location_constraint(region.into())
+                    .build(),
+            );
+        }
+        req.send().await.map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    async fn put_multipart(
+        &self,
+        key: &str,
+        mut stream: super::ByteStream,
+        sha256: Option<&str>,
+    ) -> Result<(), BlobError> {
+        let created = self
+            .client
+            .create_multipart_upload()
+            .bucket(&self.bucket)
+            .key(key)
+            .set_metadata(sha256.map(|h| [("sha256".to_owned(), h.to_owned())].into()))
+            .send()
+            .await
+            .map_err(|e| self.err(e))?;
+        let upload_id = created.upload_id().unwrap_or_default().to_owned();
+        let result: Result<Vec<CompletedPart>, BlobError> = async {
+            let mut parts = Vec::new();
+            let mut buf = BytesMut::with_capacity(MULTIPART_PART);
+            let mut ended = false;
+            while !ended {
+                match stream.next().await {
+                    Some(c) => buf.extend_from_slice(&c?),
+                    None => ended = true,
+                }
+                while buf.len() >= MULTIPART_PART || (ended && !buf.is_empty()) {
+                    let n = buf.len().min(MULTIPART_PART);
+                    let part: Bytes = buf.split_to(n).freeze();
+                    let number = i32::try_from(parts.len() + 1).unwrap_or(i32::MAX);
+                    let out = self
+                        .client
+                        .upload_part()
+                        .bucket(&self.bucket)
+                        .key(key)
+                        .upload_id(&upload_id)
+                        .part_number(number)
+                        .body(S3Body::from(part))
+                        .send()
+                        .await
+                        .map_err(|e| self.err(e))?;
+                    parts.push(
+                        CompletedPart::builder()
+                            .part_number(number)
+                            .set_e_tag(out.e_tag)
+                            .build(),
+                    );
+                }
+            }
+            Ok(parts)
+        }
+        .await;
+        match result {
+            Ok(parts) => {
+                self.client
+                    .complete_multipart_upload()
+                    .bucket(&self.bucket)
+                    .key(key)
+                    .upload_id(&upload_id)
+                    .multipart_upload(
+                        CompletedMultipartUpload::builder()
+                            .set_parts(Some(parts))
+                            .build(),
+                    )
+                    .send()
+                    .await
+                    .map_err(|e| self.err(e))?;
+                Ok(())
+            }
+            Err(e) => {
+                // Nothing half-written stays behind: the object never appears.
+                let _ = self
+                    .client
+                    .abort_multipart_upload()
+                    .bucket(&self.bucket)
+                    .key(key)
+                    .upload_id(&upload_id)
+                    .send()
+                    .await;
+                Err(e)
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl BlobStore for S3BlobStore {
+    fn bucket(&self) -> &str {
+        &self.bucket
+    }
+
+    async fn head(&self, key: &str) -> Result<Option<ObjectMeta>, BlobError> {
+        check_key(key)?;
+        match self
+            .client
+            .head_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .send()
+            .await
+        {
+            Ok(o) => Ok(Some(ObjectMeta {
+                size: o
+                    .content_length()
+                    .and_then(|n| u64::try_from(n).ok())
+                    .unwrap_or(0),
+                sha256: o.metadata().and_then(|m| m.get("sha256")).cloned(),
+            })),
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_not_found()) => Ok(None),
+            Err(e) => Err(self.err(e)),
+        }
+    }
+
+    async fn get(
+        &self,
+        key: &str,
+        range: Option<std::ops::Range<u64>>,
+    ) -> Result<Option<BlobBody>, BlobError> {
+        check_key(key)?;
+        if let Some(r) = &range {
+            if r.start >= r.end {
+                return Ok(Some(BlobBody::from_bytes(Bytes::new())));
+            }
+        }
+        let mut req = self.client.get_object().bucket(&self.bucket).key(key);
+        if let Some(r) = &range {
+            req = req.range(format!("bytes={}-{}", r.start, r.end - 1));
+        }
+        let out = match req.send().await {
+            Ok(o) => o,
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) => return Ok(None),
+            Err(e) => return Err(self.err(e)),
+        };
+        let size = out
+            .content_length()
+            .and_then(|n| u64::try_from(n).ok())
+            .unwrap_or(0);
+        let bucket = self.bucket.clone();
+        let stream = futures::stream::unfold(out.body, move |mut body| {
+            let bucket = bucket.clone();
+            async move {
+                match body.next().await {
+                    Some(Ok(b)) => Some((Ok(b), body)),
+                    Some(Err(e)) => Some((
+                        Err(BlobError::Backend {
+                            bucket,
+                            message: e.to_string(),
+                        }),
+                        body,
+                    )),
+                    None => None,
+                }
+            }
+        })
+        .boxed();
+        Ok(Some(BlobBody {
+            size,
+            stream: exact_size(key.to_owned(), size, stream),
+        }))
+    }
+
+    async fn put(&self, key: &str, body: BlobBody, sha256: Option<&str>) -> Result<(), BlobError> {
+        check_key(key)?;
+        let stream = exact_size(key.to_owned(), body.size, body.stream);
+        if body.size > MULTIPART_PART as u64 {
+            return self.put_multipart(key, stream, sha256).await;
+        }
+        let bytes = BlobBody {
+            size: body.size,
+            stream,
+        }
+        .collect()
+        .await?;
+        self.client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .set_metadata(sha256.map(|h| [("sha256".to_owned(), h.to_owned())].into()))
+            .body(S3Body::from(bytes))
+            .send()
+            .await
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    async fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>, BlobError> {
+        let mut pages = self
+            .client
+            .list_objects_v2()
+            .bucket(&self.bucket)
+            .prefix(prefix)
+            .into_paginator()
+            .send();
+        let mut out = Vec::new();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| self.err(e))?;
+            for o in page.contents() {
+                if let Some(k) = o.key() {
+                    out.push(ObjectInfo {
+                        key: k.to_owned(),
+                        size: o.size().and_then(|n| u64::try_from(n).ok()).unwrap_or(0),
+                    });
+                }
+            }
+        }
+        out.sort_by(|a, b| a.key.cmp(&b.key));
+        Ok(out)
+    }
+}

@@ -1,0 +1,165 @@
+//! The Redis cache tier, shared by every origin instance of a region. Any Redis failure
+//! — down, slow, full — is a miss and a log line, never an error to the visitor.
+
+use super::{Cache, CacheHealth, SiteEntry};
+use crate::ids::SiteId;
+use async_trait::async_trait;
+use bytes::Bytes;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use std::time::Duration;
+
+/// Replaces a site entry only when the new revision is higher, atomically in Redis.
+const PUT_SITE: &str = r"
+local cur = redis.call('HGET', KEYS[1], 'rev')
+if (not cur) or tonumber(cur) < tonumber(ARGV[1]) then
+  redis.call('HSET', KEYS[1], 'rev', ARGV[1], 'body', ARGV[2])
+  return 1
+end
+return 0
+";
+
+/// Redis-backed cache tier.
+#[derive(Clone)]
+pub struct RedisCache {
+    conn: ConnectionManager,
+    timeout: Duration,
+    max_value: usize,
+    prefix: String,
+    ttl_secs: u64,
+    script: redis::Script,
+}
+
+/// Why the Redis tier could not be set up.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid REDIS_URL: {0}")]
+pub struct RedisConfigError(String);
+
+impl RedisCache {
+    /// A tier on `url`. Connects lazily, so a Redis that is down at start-up costs
+    /// nothing at init and is picked up when it comes back.
+    pub fn new(url: &str) -> Result<Self, RedisConfigError> {
+        let client = redis::Client::open(url).map_err(|e| RedisConfigError(e.to_string()))?;
+        let timeout = Duration::from_millis(250);
+        let cfg = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(timeout))
+            .set_response_timeout(Some(timeout))
+            .set_number_of_retries(1)
+            .set_max_delay(Duration::from_millis(500));
+        let conn = ConnectionManager::new_lazy_with_config(client, cfg)
+            .map_err(|e| RedisConfigError(e.to_string()))?;
+        Ok(RedisCache {
+            conn,
+            timeout,
+            max_value: 4 * 1024 * 1024,
+            prefix: "skyhost:".into(),
+            ttl_secs: 7 * 24 * 3600,
+            script: redis::Script::new(PUT_SITE),
+        })
+    }
+
+    /// Keys are written under `prefix` (tests isolate themselves with it).
+    pub fn with_prefix(mut self, prefix: &str) -> Self {
+        self.prefix = prefix.to_owned();
+        self
+    }
+
+    async fn run<T>(
+        &self,
+        what: &str,
+        f: impl std::future::Future<Output = redis::RedisResult<T>>,
+    ) -> Option<T> {
+        match tokio::time::timeout(self.timeout, f).await {
+            Ok(Ok(v)) => Some(v),
+            Ok(Err(e)) => {
+                tracing::warn!(op = what, error = %e, "redis failed; treated as a miss");
+                None
+            }
+            Err(_) => {
+                tracing::warn!(op = what, "redis timed out; treated as a miss");
+                None
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl Cache for RedisCache {
+    async fn get(&self, key: &str) -> Option<Bytes> {
+        let mut c = self.conn.clone();
+        let k = format!("{}b:{key}", self.prefix);
+        let v: Option<Vec<u8>> = self
+            .run("get", async move {
+                redis::cmd("GET").arg(k).query_async(&mut c).await
+            })
+            .await?;
+        v.map(Bytes::from)
+    }
+
+    async fn put(&self, key: &str, value: Bytes) {
+        if value.len() > self.max_value {
+            return;
+        }
+        let mut c = self.conn.clone();
+        let k = format!("{}b:{key}", self.prefix);
+        let ttl = self.ttl_secs;
+        let _: Option<()> = self
+            .run("set", async move {
+                redis::cmd("SET")
+                    .arg(k)
+                    .arg(value.as_ref())
+                    .arg("EX")
+                    .arg(ttl)
+                    .query_async(&mut c)
+                    .await
+            })
+            .await;
+    }
+
+    async fn site(&self, id: &SiteId) -> Option<SiteEntry> {
+        let mut c = self.conn.clone();
+        let k = format!("{}s:{id}", self.prefix);
+        let body: Option<Vec<u8>> = self
+            .run("hget", async move {
+                redis::cmd("HGET")
+                    .arg(k)
+                    .arg("body")
+                    .query_async(&mut c)
+                    .await
+            })
+            .await?;
+        serde_json::from_slice(&body?).ok()
+    }
+
+    async fn put_site(&self, id: &SiteId, entry: SiteEntry) -> bool {
+        let Ok(body) = serde_json::to_vec(&entry) else {
+            return false;
+        };
+        let mut c = self.conn.clone();
+        let k = format!("{}s:{id}", self.prefix);
+        let script = self.script.clone();
+        let applied: Option<i64> = self
+            .run("put_site", async move {
+                script
+                    .key(k)
+                    .arg(entry.revision)
+                    .arg(body)
+                    .invoke_async(&mut c)
+                    .await
+            })
+            .await;
+        applied == Some(1)
+    }
+
+    async fn health(&self) -> CacheHealth {
+        let mut c = self.conn.clone();
+        match tokio::time::timeout(self.timeout, async move {
+            redis::cmd("PING").query_async::<String>(&mut c).await
+        })
+        .await
+        {
+            Ok(Ok(_)) => CacheHealth::Ok,
+            Ok(Err(e)) => CacheHealth::Degraded(format!("redis: {e}")),
+            Err(_) => CacheHealth::Degraded("redis: timed out".into()),
+        }
+    }
+}

@@ -1,0 +1,81 @@
+//! Configuration from the environment (the variables `template.yaml` sets) and the AWS
+//! clients built from it once at init. Endpoint overrides for emulators come only from
+//! the standard `AWS_ENDPOINT_URL` / `AWS_ENDPOINT_URL_<SERVICE>` variables.
+
+use aws_config::{BehaviorVersion, Region, SdkConfig};
+
+/// A missing or malformed setting.
+#[derive(Debug, thiserror::Error)]
+#[error("configuration: {0}")]
+pub struct ConfigError(pub String);
+
+/// A non-empty environment variable.
+pub fn env_opt(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
+}
+
+/// A required environment variable.
+pub fn env_req(name: &str) -> Result<String, ConfigError> {
+    env_opt(name).ok_or_else(|| ConfigError(format!("{name} must be set")))
+}
+
+/// Parses `a=x,b=y` (region → value lists of the template).
+pub fn parse_pairs(name: &str, raw: &str) -> Result<Vec<(String, String)>, ConfigError> {
+    raw.split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|p| {
+            p.split_once('=')
+                .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
+                .filter(|(k, v)| !k.is_empty() && !v.is_empty())
+                .ok_or_else(|| ConfigError(format!("{name}: expected region=value, got {p:?}")))
+        })
+        .collect()
+}
+
+/// The shared SDK configuration for `region` (credentials, retries, endpoint overrides).
+pub async fn aws(region: &str) -> SdkConfig {
+    aws_config::defaults(BehaviorVersion::latest())
+        .region(Region::new(region.to_owned()))
+        .load()
+        .await
+}
+
+/// An S3 client; path-style addressing when an endpoint override (an emulator) is set,
+/// since emulators do not serve virtual-hosted bucket names.
+pub fn s3(conf: &SdkConfig) -> aws_sdk_s3::Client {
+    let overridden = env_opt("AWS_ENDPOINT_URL_S3").is_some() || conf.endpoint_url().is_some();
+    let c = aws_sdk_s3::config::Builder::from(conf)
+        .force_path_style(overridden)
+        .build();
+    aws_sdk_s3::Client::from_conf(c)
+}
+
+/// A DynamoDB client.
+pub fn dynamodb(conf: &SdkConfig) -> aws_sdk_dynamodb::Client {
+    aws_sdk_dynamodb::Client::new(conf)
+}
+
+/// A DynamoDB Streams client.
+pub fn dynamodb_streams(conf: &SdkConfig) -> aws_sdk_dynamodbstreams::Client {
+    aws_sdk_dynamodbstreams::Client::new(conf)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pairs() {
+        let p = parse_pairs("X", "us-west-2=a, eu-central-1=b,").unwrap();
+        assert_eq!(
+            p,
+            vec![
+                ("us-west-2".to_owned(), "a".to_owned()),
+                ("eu-central-1".to_owned(), "b".to_owned())
+            ]
+        );
+        assert!(parse_pairs("X", "us-west-2").is_err());
+        assert!(parse_pairs("X", "=a").is_err());
+    }
+}

@@ -1,0 +1,90 @@
+//! The storage key scheme of the buckets (DESIGN.md, "Storage").
+
+use crate::ids::{BlobHash, DeploymentId, SiteId};
+use crate::model::Encoding;
+
+/// `sites/{site}/blobs/{sha256}[.br|.gz]`.
+pub fn blob(site: &SiteId, hash: &BlobHash, encoding: Option<Encoding>) -> String {
+    format!(
+        "sites/{site}/blobs/{hash}{}",
+        encoding.map(Encoding::suffix).unwrap_or("")
+    )
+}
+
+/// `sites/{site}/manifests/{deployment}.json`.
+pub fn manifest(site: &SiteId, deployment: &DeploymentId) -> String {
+    format!("sites/{site}/manifests/{deployment}.json")
+}
+
+/// `sites/{site}/blobs/`: every blob of a site.
+pub fn blobs_prefix(site: &SiteId) -> String {
+    format!("sites/{site}/blobs/")
+}
+
+/// What a bucket key names, parsed back; anything else is not skyhost's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeyKind {
+    /// A blob, possibly a precompressed variant.
+    Blob(SiteId, BlobHash, Option<Encoding>),
+    /// A manifest.
+    Manifest(SiteId, DeploymentId),
+}
+
+/// Parses a bucket key of the scheme.
+pub fn parse(key: &str) -> Option<KeyKind> {
+    let rest = key.strip_prefix("sites/")?;
+    let (site, rest) = rest.split_once('/')?;
+    let site = SiteId::parse(site).ok()?;
+    if let Some(name) = rest.strip_prefix("blobs/") {
+        let (hash, enc) = if let Some(h) = name.strip_suffix(".br") {
+            (h, Some(Encoding::Br))
+        } else if let Some(h) = name.strip_suffix(".gz") {
+            (h, Some(Encoding::Gzip))
+        } else {
+            (name, None)
+        };
+        return Some(KeyKind::Blob(site, BlobHash::parse(hash).ok()?, enc));
+    }
+    let id = rest.strip_prefix("manifests/")?.strip_suffix(".json")?;
+    Some(KeyKind::Manifest(site, DeploymentId::parse(id).ok()?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_round_trip() {
+        let s = SiteId::parse("blog").unwrap();
+        let h = BlobHash::of(b"x");
+        let d = DeploymentId::parse("20261121T230500Z-1a2b3c4d").unwrap();
+        let cases = [
+            (
+                blob(&s, &h, None),
+                Some(KeyKind::Blob(s.clone(), h.clone(), None)),
+            ),
+            (
+                blob(&s, &h, Some(Encoding::Br)),
+                Some(KeyKind::Blob(s.clone(), h.clone(), Some(Encoding::Br))),
+            ),
+            (
+                blob(&s, &h, Some(Encoding::Gzip)),
+                Some(KeyKind::Blob(s.clone(), h.clone(), Some(Encoding::Gzip))),
+            ),
+            (
+                manifest(&s, &d),
+                Some(KeyKind::Manifest(s.clone(), d.clone())),
+            ),
+            ("sites/blog/other/x".into(), None),
+            ("sites/Blog/blobs/00".into(), None),
+            ("elsewhere/file".into(), None),
+        ];
+        for (key, want) in cases {
+            assert_eq!(parse(&key), want, "{key}");
+        }
+        assert_eq!(
+            manifest(&s, &d),
+            "sites/blog/manifests/20261121T230500Z-1a2b3c4d.json"
+        );
+    }
+}

@@ -1,0 +1,142 @@
+//! The cache contract, run against every tier: in-process (moka), Redis on a real
+//! redis-server, and the two tiered together.
+
+mod common;
+
+use bytes::Bytes;
+use skyhost_meta::cache::memory::MemoryCache;
+use skyhost_meta::cache::redis::RedisCache;
+use skyhost_meta::cache::{Cache, CacheHealth, SiteEntry, Tiered};
+use skyhost_meta::{Site, SiteId};
+
+fn entry(id: &SiteId, rev: u64) -> SiteEntry {
+    let mut s = Site::new(id.clone(), 0);
+    s.revision = rev;
+    SiteEntry {
+        revision: rev,
+        site: Some(s),
+    }
+}
+
+pub async fn missing_and_immutable_entries(c: &dyn Cache) {
+    let k = common::unique("sites/a/blobs");
+    assert_eq!(c.get(&k).await, None);
+    c.put(&k, Bytes::from_static(b"body")).await;
+    assert_eq!(c.get(&k).await, Some(Bytes::from_static(b"body")));
+    assert_eq!(
+        c.site(&SiteId::parse(&common::unique("none")).unwrap())
+            .await,
+        None
+    );
+    assert_eq!(c.health().await, CacheHealth::Ok);
+}
+
+pub async fn site_revision_never_decreases(c: &dyn Cache) {
+    let id = SiteId::parse(&common::unique("site")).unwrap();
+    assert!(c.put_site(&id, entry(&id, 3)).await);
+    assert!(!c.put_site(&id, entry(&id, 2)).await, "older refused");
+    assert!(!c.put_site(&id, entry(&id, 3)).await, "same refused");
+    assert_eq!(c.site(&id).await.map(|e| e.revision), Some(3));
+    assert!(c.put_site(&id, entry(&id, 4)).await);
+    // A removal is a revision like any other.
+    assert!(
+        c.put_site(
+            &id,
+            SiteEntry {
+                revision: 5,
+                site: None
+            }
+        )
+        .await
+    );
+    assert_eq!(
+        c.site(&id).await,
+        Some(SiteEntry {
+            revision: 5,
+            site: None
+        })
+    );
+    assert!(!c.put_site(&id, entry(&id, 4)).await);
+}
+
+macro_rules! contract {
+    ($tier:ident, $make:expr) => {
+        mod $tier {
+            use super::*;
+            #[tokio::test]
+            async fn missing_and_immutable_entries() {
+                super::missing_and_immutable_entries(&$make).await;
+            }
+            #[tokio::test]
+            async fn site_revision_never_decreases() {
+                super::site_revision_never_decreases(&$make).await;
+            }
+        }
+    };
+}
+
+fn redis() -> RedisCache {
+    RedisCache::new(&common::redis_url())
+        .unwrap()
+        .with_prefix(&common::unique("t"))
+}
+
+contract!(in_process, MemoryCache::new(1 << 20));
+contract!(redis_server, redis());
+contract!(
+    tiered,
+    Tiered::new(MemoryCache::new(1 << 20), Some(redis()))
+);
+
+#[tokio::test]
+async fn memory_is_bounded_by_bytes() {
+    let c = MemoryCache::new(256 * 1024);
+    for i in 0..100 {
+        c.put(&format!("k{i}"), Bytes::from(vec![0u8; 16 * 1024]))
+            .await;
+    }
+    c.sync().await;
+    assert!(c.weighted_size() <= 256 * 1024, "{}", c.weighted_size());
+    // One entry over an eighth of the cap is not kept at all.
+    c.put("huge", Bytes::from(vec![0u8; 40 * 1024])).await;
+    assert_eq!(c.get("huge").await, None);
+}
+
+#[tokio::test]
+async fn redis_down_is_a_miss_never_an_error() {
+    // A port nothing listens on: every call answers quickly as a miss.
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    drop(l);
+    let c = RedisCache::new(&format!("redis://127.0.0.1:{port}/")).unwrap();
+    let id = SiteId::parse("down").unwrap();
+    let t = std::time::Instant::now();
+    assert_eq!(c.get("x").await, None);
+    c.put("x", Bytes::from_static(b"x")).await;
+    assert!(!c.put_site(&id, entry(&id, 1)).await);
+    assert_eq!(c.site(&id).await, None);
+    assert!(matches!(c.health().await, CacheHealth::Degraded(_)));
+    assert!(
+        t.elapsed() < std::time::Duration::from_secs(5),
+        "{:?}",
+        t.elapsed()
+    );
+    // Tiered on top of a dead Redis still serves from memory.
+    let t = Tiered::new(MemoryCache::new(1 << 20), Some(c));
+    t.put("y", Bytes::from_static(b"y")).await;
+    assert_eq!(t.get("y").await, Some(Bytes::from_static(b"y")));
+    assert!(t.put_site(&id, entry(&id, 1)).await);
+}
+
+#[tokio::test]
+async fn tiered_backfills_memory_from_redis() {
+    let shared = redis();
+    let key = common::unique("sites/a/blobs");
+    shared.put(&key, Bytes::from_static(b"from redis")).await;
+    let t = Tiered::new(MemoryCache::new(1 << 20), Some(shared));
+    assert_eq!(t.get(&key).await, Some(Bytes::from_static(b"from redis")));
+    assert_eq!(
+        t.memory().get(&key).await,
+        Some(Bytes::from_static(b"from redis"))
+    );
+}
