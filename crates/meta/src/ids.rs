@@ -171,14 +171,33 @@ impl DeploymentId {
         }
     }
 
-    /// A new id for a deployment created at `unix_secs`, with a random suffix.
+    /// A new id for a deployment created at `unix_secs`.
     pub fn new(unix_secs: i64) -> Self {
-        let t = time::OffsetDateTime::from_unix_timestamp(unix_secs)
+        Self::new_ms(unix_secs.saturating_mul(1000))
+    }
+
+    /// A new id for a deployment created at `unix_ms`. The suffix is the millisecond (3 hex
+    /// digits) then 20 random bits, so two deploys within one second still sort in the
+    /// order they were made — which is what `rollback` relies on.
+    pub fn new_ms(unix_ms: i64) -> Self {
+        let secs = unix_ms.div_euclid(1000);
+        let ms = unix_ms.rem_euclid(1000) as u32;
+        let t = time::OffsetDateTime::from_unix_timestamp(secs)
             .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
         let fmt = time::macros::format_description!("[year][month][day]T[hour][minute][second]Z");
         // Formatting a valid OffsetDateTime with a fixed, valid description cannot fail.
         let stamp = t.format(&fmt).unwrap_or_else(|_| "19700101T000000Z".into());
-        DeploymentId(format!("{stamp}-{:08x}", rand::random::<u32>()))
+        let random = rand::random::<u32>() & 0xf_ffff;
+        DeploymentId(format!("{stamp}-{ms:03x}{random:05x}"))
+    }
+
+    /// A new id for a deployment created now.
+    pub fn now() -> Self {
+        let ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as i64)
+            .unwrap_or(0);
+        Self::new_ms(ms)
     }
 }
 
@@ -267,6 +286,13 @@ mod tests {
         assert_eq!(DeploymentId::parse(a.as_str()).as_ref(), Ok(&a));
         assert!(DeploymentId::parse("20231114T221320Z-XYZ").is_err());
         assert!(DeploymentId::parse("../../etc/passwd").is_err());
+        // Within one second, ids still sort by the millisecond they were made.
+        let mut ids: Vec<DeploymentId> = (0..50)
+            .map(|i| DeploymentId::new_ms(1_800_000_000_000 + i * 19))
+            .collect();
+        let made = ids.clone();
+        ids.sort();
+        assert_eq!(ids, made);
     }
 
     #[test]

@@ -140,3 +140,31 @@ async fn tiered_backfills_memory_from_redis() {
         Some(Bytes::from_static(b"from redis"))
     );
 }
+
+#[tokio::test]
+async fn instances_sharing_redis_see_each_others_site_updates() {
+    // Two origin instances of one region: a notification reaches only the first.
+    let prefix = common::unique("shared");
+    let make = || {
+        Tiered::with_site_freshness(
+            MemoryCache::new(1 << 20),
+            Some(
+                RedisCache::new(&common::redis_url())
+                    .unwrap()
+                    .with_prefix(&prefix),
+            ),
+            std::time::Duration::from_millis(100),
+        )
+    };
+    let (a, b) = (make(), make());
+    let id = SiteId::parse("shared").unwrap();
+    assert!(a.put_site(&id, entry(&id, 1)).await);
+    assert_eq!(b.site(&id).await.map(|e| e.revision), Some(1));
+    assert!(a.put_site(&id, entry(&id, 2)).await);
+    // Within the window the second instance may answer from memory; after it, never stale.
+    tokio::time::sleep(std::time::Duration::from_millis(150)).await;
+    assert_eq!(b.site(&id).await.map(|e| e.revision), Some(2));
+    // An older record in Redis never lowers what memory holds.
+    assert!(!b.put_site(&id, entry(&id, 1)).await);
+    assert_eq!(b.site(&id).await.map(|e| e.revision), Some(2));
+}

@@ -1,1 +1,308 @@
-//! skyhost replicator.
+//! skyhost replicator: triggered by the sites table's stream, it tells every region that a
+//! site changed — a signed notification carrying the whole new record — and reports the
+//! records some region did not take, so Lambda retries from there.
+//!
+//! Local mode drives the same [`Replicator::handle`] from the embedded store's change feed.
+
+pub mod backoff;
+pub mod record;
+
+pub use backoff::RetryOptions;
+
+use aws_lambda_events::event::dynamodb::{Event, EventRecord};
+use aws_lambda_events::event::streams::{DynamoDbBatchItemFailure, DynamoDbEventResponse};
+use futures::future::join_all;
+use record::Decision;
+use skyhost_meta::config::{env_req, parse_pairs, ConfigError};
+use skyhost_meta::metrics::{Metric, Metrics, Unit};
+use skyhost_meta::notify::{HttpNotifier, Notification, Notifier, NotifyError};
+use skyhost_meta::SiteId;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+/// The environment variables [`Replicator::from_env`] reads (all set by `template.yaml`).
+pub const ENV_VARS: &[&str] = &[
+    "SKYHOST_REGION",
+    "SKYHOST_REGION_ENDPOINTS",
+    "SKYHOST_NOTIFY_SECRETS",
+];
+
+/// Delivers site changes to every region. Built once per process.
+pub struct Replicator {
+    regions: Vec<(String, String)>,
+    notifier: Arc<dyn Notifier>,
+    opts: RetryOptions,
+    metrics: Metrics,
+}
+
+/// The notifications one batch needs: the last change of each site, by record index.
+#[derive(Debug, Default, PartialEq)]
+pub struct Plan {
+    /// (index of the record in the batch, its notification), in batch order.
+    pub deliveries: Vec<(usize, Notification)>,
+    /// (index, reason) of site records that cannot be decoded.
+    pub undecodable: Vec<(usize, String)>,
+}
+
+/// Plans a batch. A site's changes arrive in order, and a notification carries the whole
+/// record, so only the last change of each site in the batch needs sending: every earlier
+/// one leads to the state the last one carries, and regions apply only higher revisions.
+pub fn plan(records: &[EventRecord]) -> Plan {
+    let mut last: HashMap<SiteId, (usize, Notification)> = HashMap::new();
+    let mut undecodable = Vec::new();
+    for (i, r) in records.iter().enumerate() {
+        match record::decide(r) {
+            Decision::Ignore => {}
+            Decision::Notify(n) => {
+                last.insert(n.site.clone(), (i, n));
+            }
+            Decision::Undecodable(why) => undecodable.push((i, why)),
+        }
+    }
+    let mut deliveries: Vec<(usize, Notification)> = last.into_values().collect();
+    deliveries.sort_by_key(|(i, _)| *i);
+    Plan {
+        deliveries,
+        undecodable,
+    }
+}
+
+/// The records to report as failed when the record at `first_failed` (the lowest failed
+/// index) was not taken by some region.
+///
+/// Lambda semantics: with ReportBatchItemFailures, Lambda checkpoints the stream just
+/// before the *lowest* reported sequence number and retries every record from there on,
+/// whether reported or not. So the first failed record and every later one are reported:
+/// the answer then says exactly what Lambda will deliver again.
+pub fn failures(records: &[EventRecord], first_failed: Option<usize>) -> DynamoDbEventResponse {
+    let mut resp = DynamoDbEventResponse::default();
+    if let Some(first) = first_failed {
+        for r in records.iter().skip(first) {
+            let mut f = DynamoDbBatchItemFailure::default();
+            f.item_identifier = Some(record::item_identifier(r));
+            resp.batch_item_failures.push(f);
+        }
+    }
+    resp
+}
+
+/// The instant of a Lambda context's deadline (wall clock) on the monotonic clock.
+pub fn instant_of(deadline: SystemTime) -> Instant {
+    let left = deadline
+        .duration_since(SystemTime::now())
+        .unwrap_or(Duration::ZERO);
+    Instant::now() + left
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+/// Why one region did not take a notification in the time the invocation had.
+#[derive(Debug, thiserror::Error)]
+enum DeliveryError {
+    #[error("{0}")]
+    Refused(NotifyError),
+    #[error("gave up after {attempts} attempts, last: {last}")]
+    OutOfTime { attempts: u32, last: String },
+}
+
+impl Replicator {
+    /// A replicator notifying each `(region, origin base URL)`, through `notifier`.
+    /// Metrics go to stdout (Lambda); see [`Replicator::with_metrics`].
+    pub fn new(
+        regions: Vec<(String, String)>,
+        notifier: Arc<dyn Notifier>,
+        opts: RetryOptions,
+    ) -> Self {
+        Replicator {
+            regions,
+            notifier,
+            opts,
+            metrics: Metrics::stdout(),
+        }
+    }
+
+    /// The same replicator emitting its metrics to `metrics` (local mode: discard).
+    pub fn with_metrics(mut self, metrics: Metrics) -> Self {
+        self.metrics = metrics;
+        self
+    }
+
+    /// The replicator configured by the function's environment (`ENV_VARS`): notifies
+    /// every region of `SKYHOST_REGION_ENDPOINTS`, signing with the first secret of
+    /// `SKYHOST_NOTIFY_SECRETS`.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        let region = env_req("SKYHOST_REGION")?;
+        let endpoints = parse_pairs(
+            "SKYHOST_REGION_ENDPOINTS",
+            &env_req("SKYHOST_REGION_ENDPOINTS")?,
+        )?;
+        for (r, url) in &endpoints {
+            if !(url.starts_with("https://") || url.starts_with("http://")) {
+                return Err(ConfigError(format!(
+                    "SKYHOST_REGION_ENDPOINTS: the endpoint of {r} must be an http(s) URL, got {url:?}"
+                )));
+            }
+        }
+        let secret = skyhost_meta::notify::parse_secrets(&env_req("SKYHOST_NOTIFY_SECRETS")?)
+            .into_iter()
+            .next()
+            .ok_or_else(|| ConfigError("SKYHOST_NOTIFY_SECRETS holds no secret".into()))?;
+        let opts = RetryOptions::default();
+        let client = reqwest::Client::builder()
+            .user_agent("skyhost-replicator")
+            .connect_timeout(Duration::from_secs(3))
+            .timeout(opts.attempt_timeout)
+            .build()
+            .map_err(|e| ConfigError(format!("HTTP client: {e}")))?;
+        tracing::info!(
+            region,
+            targets = ?endpoints.iter().map(|(r, _)| r.as_str()).collect::<Vec<_>>(),
+            "replicator configured"
+        );
+        Ok(Replicator::new(
+            endpoints,
+            Arc::new(HttpNotifier::new(client, secret)),
+            opts,
+        ))
+    }
+
+    /// The regions notified, with their base URLs.
+    pub fn regions(&self) -> &[(String, String)] {
+        &self.regions
+    }
+
+    /// Handles one batch of stream records, as Lambda delivers it: every site's latest
+    /// change goes to every region concurrently, each with retries until `deadline`
+    /// (less [`RetryOptions::reserve`]). Records some region did not take are reported.
+    pub async fn handle(&self, event: Event, deadline: Instant) -> DynamoDbEventResponse {
+        let records = event.records;
+        let plan = plan(&records);
+        for (i, why) in &plan.undecodable {
+            // Retrying cannot fix a record that does not decode; a later change of the
+            // site carries its state, and `skyhost verify` finds regions left behind.
+            tracing::error!(
+                sequence = %record::item_identifier(&records[*i]),
+                reason = %why,
+                "undecodable site record skipped"
+            );
+            self.metrics.emit(
+                &[("Function", "replicator")],
+                &[Metric {
+                    name: "UndecodableRecords",
+                    unit: Unit::Count,
+                    value: 1.0,
+                }],
+            );
+        }
+        let outcomes = join_all(
+            plan.deliveries
+                .iter()
+                .map(|(i, n)| async move { (*i, self.deliver_everywhere(n, deadline).await) }),
+        )
+        .await;
+        let first_failed = outcomes.iter().filter(|(_, ok)| !ok).map(|(i, _)| *i).min();
+        let resp = failures(&records, first_failed);
+        tracing::info!(
+            records = records.len(),
+            notifications = plan.deliveries.len(),
+            reported = resp.batch_item_failures.len(),
+            "batch handled"
+        );
+        resp
+    }
+
+    /// Delivers `n` to every region; true when all of them took it.
+    async fn deliver_everywhere(&self, n: &Notification, deadline: Instant) -> bool {
+        let results = join_all(
+            self.regions
+                .iter()
+                .map(|(region, base)| self.deliver(region, base, n, deadline)),
+        )
+        .await;
+        results.into_iter().all(|ok| ok)
+    }
+
+    async fn deliver(&self, region: &str, base: &str, n: &Notification, deadline: Instant) -> bool {
+        match self.deliver_with_retries(base, n, deadline).await {
+            Ok(attempts) => {
+                let mut values = vec![Metric {
+                    name: "Notifications",
+                    unit: Unit::Count,
+                    value: 1.0,
+                }];
+                if n.changed_ms > 0 {
+                    values.push(Metric {
+                        name: "NotificationLatency",
+                        unit: Unit::Milliseconds,
+                        value: (now_ms() - n.changed_ms).max(0) as f64,
+                    });
+                }
+                self.metrics.emit(&[("Region", region)], &values);
+                tracing::info!(
+                    region,
+                    site = %n.site,
+                    revision = n.revision,
+                    attempts,
+                    removed = n.record.is_none(),
+                    "region notified"
+                );
+                true
+            }
+            Err(e) => {
+                self.metrics.emit(
+                    &[("Region", region)],
+                    &[Metric {
+                        name: "NotificationFailures",
+                        unit: Unit::Count,
+                        value: 1.0,
+                    }],
+                );
+                tracing::warn!(
+                    region,
+                    site = %n.site,
+                    revision = n.revision,
+                    error = %e,
+                    "region did not take the notification"
+                );
+                false
+            }
+        }
+    }
+
+    /// Attempts until the region takes `n`, refuses it for good, or the budget ends.
+    async fn deliver_with_retries(
+        &self,
+        base: &str,
+        n: &Notification,
+        deadline: Instant,
+    ) -> Result<u32, DeliveryError> {
+        let end = self.opts.budget_end(deadline);
+        let mut attempts = 0u32;
+        let mut last = String::from("no time left to try");
+        loop {
+            let now = Instant::now();
+            if now >= end {
+                return Err(DeliveryError::OutOfTime { attempts, last });
+            }
+            attempts += 1;
+            let limit = self.opts.attempt_timeout.min(end - now);
+            match tokio::time::timeout(limit, self.notifier.notify(base, n)).await {
+                Ok(Ok(())) => return Ok(attempts),
+                Ok(Err(e)) if !e.retryable() => return Err(DeliveryError::Refused(e)),
+                Ok(Err(e)) => last = e.to_string(),
+                Err(_) => last = format!("no answer within {} ms", limit.as_millis()),
+            }
+            let jitter: f64 = rand::random();
+            match backoff::next_retry(&self.opts, attempts, jitter, Instant::now(), end) {
+                Some(d) => tokio::time::sleep(d).await,
+                None => return Err(DeliveryError::OutOfTime { attempts, last }),
+            }
+        }
+    }
+}

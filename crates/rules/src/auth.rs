@@ -76,7 +76,9 @@ pub(crate) fn parse_credential(text: &str) -> Result<Credential, String> {
         return Err(format!("user '{user}' has an empty password"));
     }
     if password.chars().any(char::is_control) {
-        return Err(format!("user '{user}': password contains a control character"));
+        return Err(format!(
+            "user '{user}': password contains a control character"
+        ));
     }
     let secret = if password.starts_with("$argon2") {
         let valid = PasswordHash::new(password)
@@ -343,7 +345,10 @@ mod tests {
         let ok: &[(&str, &str)] = &[
             ("alice:secret", "alice"),
             ("bob:pa:ss:word", "bob"),
-            ("carol:$argon2id$v=19$m=8,t=1,p=1$c2FsdHNhbHQ$SGVsbG9Xb3JsZEhlbGxvV29ybGQ", "carol"),
+            (
+                "carol:$argon2id$v=19$m=8,t=1,p=1$c2FsdHNhbHQ$SGVsbG9Xb3JsZEhlbGxvV29ybGQ",
+                "carol",
+            ),
         ];
         for (text, user) in ok {
             assert_eq!(parse_credential(text).unwrap().user(), *user, "{text}");

@@ -44,7 +44,9 @@ use crate::auth::{validate_realm, PlainAuthRule, DEFAULT_REALM};
 use crate::error::{ErrorSink, RuleError, CONFIG_FILE};
 use crate::headers::{add_users, check_header, HeaderLine, HeaderRule};
 use crate::pattern::PathPattern;
-use crate::redirects::{build_rule, parse_countries, parse_languages, RedirectRule, RuleSpec, DEFAULT_STATUS};
+use crate::redirects::{
+    build_rule, parse_countries, parse_languages, RedirectRule, RuleSpec, DEFAULT_STATUS,
+};
 use crate::ssrf::normalize_allowlist_entry;
 use crate::{lines, Limits, Settings, TrailingSlash};
 
@@ -166,7 +168,11 @@ struct ProxyToml {
 /// 1-based line of a byte offset.
 fn line_of(text: &str, offset: usize) -> usize {
     let end = offset.min(text.len());
-    text.as_bytes()[..end].iter().filter(|&&b| b == b'\n').count() + 1
+    text.as_bytes()[..end]
+        .iter()
+        .filter(|&&b| b == b'\n')
+        .count()
+        + 1
 }
 
 /// Checks a site page setting: a path starting with `/`.
@@ -182,17 +188,32 @@ fn check_page(key: &str, value: &str) -> Result<(), String> {
 /// Parses `skyhost.toml`.
 pub fn parse(text: &str, limits: &Limits) -> Result<Config, Vec<RuleError>> {
     let mut errors = ErrorSink::default();
-    // Size and line-length limits first; a file over them is not parsed further.
-    let _ = lines(CONFIG_FILE, text, limits, &mut errors);
-    if !errors.is_empty() {
-        return Err(errors.finish());
+    match parse_into(text, limits, &mut errors) {
+        Some(config) if errors.is_empty() => Ok(config),
+        _ => Err(errors.finish()),
     }
+}
+
+/// Parses `skyhost.toml`, adding problems to `errors`; `None` when it has any.
+pub(crate) fn parse_into(text: &str, limits: &Limits, errors: &mut ErrorSink) -> Option<Config> {
+    // Size and line-length limits first; a file over them is not parsed further.
+    let mut over_limit = false;
+    for (number, line) in lines(CONFIG_FILE, text, limits, errors) {
+        if let Err(reason) = line {
+            errors.at(CONFIG_FILE, number, reason);
+            over_limit = true;
+        }
+    }
+    if over_limit || text.len() > limits.max_file_bytes {
+        return None;
+    }
+    let before = errors.len();
     let file: ConfigFile = match toml::from_str(text) {
         Ok(f) => f,
         Err(e) => {
             let line = e.span().map_or(1, |s| line_of(text, s.start));
             errors.at(CONFIG_FILE, line, e.message().trim().to_string());
-            return Err(errors.finish());
+            return None;
         }
     };
     let at = |span: std::ops::Range<usize>| line_of(text, span.start);
@@ -222,7 +243,11 @@ pub fn parse(text: &str, limits: &Limits) -> Result<Config, Vec<RuleError>> {
 
     if file.redirects.len() > limits.max_rules {
         let line = at(file.redirects[limits.max_rules].span());
-        errors.at(CONFIG_FILE, line, format!("too many rules: the limit is {}", limits.max_rules));
+        errors.at(
+            CONFIG_FILE,
+            line,
+            format!("too many rules: the limit is {}", limits.max_rules),
+        );
     }
     for entry in file.redirects {
         let line = at(entry.span());
@@ -266,7 +291,11 @@ pub fn parse(text: &str, limits: &Limits) -> Result<Config, Vec<RuleError>> {
 
     if file.headers.len() > limits.max_rules {
         let line = at(file.headers[limits.max_rules].span());
-        errors.at(CONFIG_FILE, line, format!("too many rules: the limit is {}", limits.max_rules));
+        errors.at(
+            CONFIG_FILE,
+            line,
+            format!("too many rules: the limit is {}", limits.max_rules),
+        );
     }
     for entry in file.headers {
         let line = at(entry.span());
@@ -299,7 +328,11 @@ pub fn parse(text: &str, limits: &Limits) -> Result<Config, Vec<RuleError>> {
             continue;
         }
         if headers.is_empty() && users.is_empty() {
-            errors.at(CONFIG_FILE, line, format!("[[headers]] for '{}' sets no values", h.path));
+            errors.at(
+                CONFIG_FILE,
+                line,
+                format!("[[headers]] for '{}' sets no values", h.path),
+            );
             continue;
         }
         let source = format!("{CONFIG_FILE}:{line}");
@@ -314,7 +347,11 @@ pub fn parse(text: &str, limits: &Limits) -> Result<Config, Vec<RuleError>> {
             });
         }
         if !headers.is_empty() {
-            config.headers.push(HeaderRule { path, headers, source });
+            config.headers.push(HeaderRule {
+                path,
+                headers,
+                source,
+            });
         }
     }
 
@@ -333,7 +370,11 @@ pub fn parse(text: &str, limits: &Limits) -> Result<Config, Vec<RuleError>> {
         };
         if auth.rules.len() > limits.max_rules {
             let line = at(auth.rules[limits.max_rules].span());
-            errors.at(CONFIG_FILE, line, format!("too many rules: the limit is {}", limits.max_rules));
+            errors.at(
+                CONFIG_FILE,
+                line,
+                format!("too many rules: the limit is {}", limits.max_rules),
+            );
         }
         for entry in auth.rules {
             let line = at(entry.span());
@@ -351,7 +392,11 @@ pub fn parse(text: &str, limits: &Limits) -> Result<Config, Vec<RuleError>> {
             }
             let realm = rule.realm.unwrap_or_else(|| default_realm.clone());
             if rule.users.is_empty() {
-                errors.at(CONFIG_FILE, line, format!("auth rule for '{}' lists no users", rule.path));
+                errors.at(
+                    CONFIG_FILE,
+                    line,
+                    format!("auth rule for '{}' lists no users", rule.path),
+                );
                 continue;
             }
             let mut users = Vec::new();
@@ -411,9 +456,5 @@ pub fn parse(text: &str, limits: &Limits) -> Result<Config, Vec<RuleError>> {
         }
     }
 
-    if errors.is_empty() {
-        Ok(config)
-    } else {
-        Err(errors.finish())
-    }
+    (errors.len() == before).then_some(config)
 }

@@ -54,14 +54,13 @@ impl ErrorSink {
         self.push(RuleError::new(file, line, reason));
     }
 
-    pub(crate) fn extend(&mut self, errors: Vec<RuleError>) {
-        for e in errors {
-            self.push(e);
-        }
-    }
-
     pub(crate) fn is_empty(&self) -> bool {
         self.errors.is_empty()
+    }
+
+    /// Errors seen so far, listed or not.
+    pub(crate) fn len(&self) -> usize {
+        self.errors.len() + self.dropped
     }
 
     /// All errors, plus one saying how many were not listed (never silently fewer).

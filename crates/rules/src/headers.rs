@@ -78,7 +78,9 @@ pub(crate) fn check_header(name: &str, value: &str) -> Result<HeaderLine, String
         ));
     }
     if value.chars().any(|c| c.is_control() && c != '\t') {
-        return Err(format!("header '{name}' value contains a control character"));
+        return Err(format!(
+            "header '{name}' value contains a control character"
+        ));
     }
     if !value.is_ascii() {
         return Err(format!(
@@ -130,6 +132,50 @@ struct Block {
     headers: Vec<(String, String)>,
     users: Vec<Credential>,
     auth_line: usize,
+    /// One of its lines had an error (already reported).
+    failed: bool,
+}
+
+impl Block {
+    /// Turns a complete block into rules.
+    fn finish(
+        self,
+        rules: &mut Vec<HeaderRule>,
+        auth: &mut Vec<PlainAuthRule>,
+        errors: &mut ErrorSink,
+    ) {
+        if self.failed {
+            return;
+        }
+        if self.headers.is_empty() && self.users.is_empty() {
+            errors.at(
+                HEADERS_FILE,
+                self.line,
+                format!(
+                    "path '{}' has no headers below it (indent 'Name: value' lines under the path)",
+                    self.path.as_str()
+                ),
+            );
+            return;
+        }
+        if !self.users.is_empty() {
+            auth.push(PlainAuthRule {
+                path: self.path.clone(),
+                realm: DEFAULT_REALM.to_string(),
+                source: format!("{HEADERS_FILE}:{}", self.auth_line),
+                file: HEADERS_FILE.to_string(),
+                line: self.auth_line,
+                users: self.users,
+            });
+        }
+        if !self.headers.is_empty() {
+            rules.push(HeaderRule {
+                path: self.path,
+                headers: self.headers,
+                source: format!("{HEADERS_FILE}:{}", self.line),
+            });
+        }
+    }
 }
 
 /// Parses a `_headers` file into header rules and basic-auth rules (still plain text).
@@ -138,6 +184,20 @@ pub fn parse(
     limits: &Limits,
 ) -> Result<(Vec<HeaderRule>, Vec<PlainAuthRule>), Vec<RuleError>> {
     let mut errors = ErrorSink::default();
+    let parsed = parse_into(text, limits, &mut errors);
+    if errors.is_empty() {
+        Ok(parsed)
+    } else {
+        Err(errors.finish())
+    }
+}
+
+/// Parses a `_headers` file, adding problems to `errors`.
+pub(crate) fn parse_into(
+    text: &str,
+    limits: &Limits,
+    errors: &mut ErrorSink,
+) -> (Vec<HeaderRule>, Vec<PlainAuthRule>) {
     let mut rules = Vec::new();
     let mut auth = Vec::new();
     let mut block: Option<Block> = None;
@@ -146,54 +206,36 @@ pub fn parse(
     // them does not add an error of its own.
     let mut skipping = false;
 
-    let finish = |block: Block,
-                  rules: &mut Vec<HeaderRule>,
-                  auth: &mut Vec<PlainAuthRule>,
-                  errors: &mut ErrorSink| {
-        if block.headers.is_empty() && block.users.is_empty() {
-            errors.at(
-                HEADERS_FILE,
-                block.line,
-                format!(
-                    "path '{}' has no headers below it (indent 'Name: value' lines under the path)",
-                    block.path.as_str()
-                ),
-            );
-            return;
-        }
-        if !block.users.is_empty() {
-            auth.push(PlainAuthRule {
-                path: block.path.clone(),
-                realm: DEFAULT_REALM.to_string(),
-                source: format!("{HEADERS_FILE}:{}", block.auth_line),
-                file: HEADERS_FILE.to_string(),
-                line: block.auth_line,
-                users: block.users,
-            });
-        }
-        if !block.headers.is_empty() {
-            rules.push(HeaderRule {
-                path: block.path,
-                headers: block.headers,
-                source: format!("{HEADERS_FILE}:{}", block.line),
-            });
-        }
-    };
-
-    let scanned = lines(HEADERS_FILE, text, limits, &mut errors);
-    for (number, line) in scanned {
+    for (number, line) in lines(HEADERS_FILE, text, limits, errors) {
+        let line = match line {
+            Ok(line) => line,
+            Err(reason) => {
+                errors.at(HEADERS_FILE, number, reason);
+                if let Some(current) = block.as_mut() {
+                    current.failed = true;
+                }
+                continue;
+            }
+        };
         let trimmed = line.trim();
         if trimmed.is_empty() || trimmed.starts_with('#') {
             continue;
         }
-        if trimmed.starts_with('/') || trimmed.starts_with("http://") || trimmed.starts_with("https://") {
+        if trimmed.starts_with('/')
+            || trimmed.starts_with("http://")
+            || trimmed.starts_with("https://")
+        {
             if let Some(done) = block.take() {
-                finish(done, &mut rules, &mut auth, &mut errors);
+                done.finish(&mut rules, &mut auth, errors);
             }
             skipping = true;
             let mut fields = trimmed.split_ascii_whitespace();
             let (Some(pattern), None) = (fields.next(), fields.next()) else {
-                errors.at(HEADERS_FILE, number, "a path line holds a single path pattern");
+                errors.at(
+                    HEADERS_FILE,
+                    number,
+                    "a path line holds a single path pattern",
+                );
                 continue;
             };
             blocks += 1;
@@ -213,6 +255,7 @@ pub fn parse(
                         headers: Vec::new(),
                         users: Vec::new(),
                         auth_line: number,
+                        failed: false,
                     });
                 }
                 Err(reason) => errors.at(HEADERS_FILE, number, reason),
@@ -237,31 +280,32 @@ pub fn parse(
                 number,
                 format!("expected 'Name: value' or a path starting with '/', found '{trimmed}'"),
             );
+            current.failed = true;
             continue;
         };
         // `line` still holds any stray carriage return, so check the untrimmed value.
         let raw_value = line.split_once(':').map(|(_, v)| v).unwrap_or(value);
-        match check_header(name.trim(), raw_value) {
-            Ok(HeaderLine::Header(n, v)) => current.headers.push((n, v)),
-            Ok(HeaderLine::BasicAuth(users)) => {
+        let result = check_header(name.trim(), raw_value).and_then(|checked| match checked {
+            HeaderLine::Header(n, v) => {
+                current.headers.push((n, v));
+                Ok(())
+            }
+            HeaderLine::BasicAuth(users) => {
                 if current.users.is_empty() {
                     current.auth_line = number;
                 }
-                if let Err(reason) = add_users(&mut current.users, users, limits.max_users_per_rule) {
-                    errors.at(HEADERS_FILE, number, reason);
-                }
+                add_users(&mut current.users, users, limits.max_users_per_rule)
             }
-            Err(reason) => errors.at(HEADERS_FILE, number, reason),
+        });
+        if let Err(reason) = result {
+            errors.at(HEADERS_FILE, number, reason);
+            current.failed = true;
         }
     }
     if let Some(done) = block.take() {
-        finish(done, &mut rules, &mut auth, &mut errors);
+        done.finish(&mut rules, &mut auth, errors);
     }
-    if errors.is_empty() {
-        Ok((rules, auth))
-    } else {
-        Err(errors.finish())
-    }
+    (rules, auth)
 }
 
 /// The headers for a decoded request path: every matching rule in order, values of a

@@ -144,34 +144,25 @@ pub fn parse_site(files: SiteFiles<'_>) -> Result<ParsedSite, Vec<RuleError>> {
 }
 
 /// Parses and validates a site's rule files; returns every error found, in file order.
-pub fn parse_site_with(files: SiteFiles<'_>, limits: &Limits) -> Result<ParsedSite, Vec<RuleError>> {
+pub fn parse_site_with(
+    files: SiteFiles<'_>,
+    limits: &Limits,
+) -> Result<ParsedSite, Vec<RuleError>> {
     let mut errors = ErrorSink::default();
     let mut site = ParsedSite::default();
     if let Some(text) = files.redirects {
-        match redirects::parse(text, limits) {
-            Ok(rules) => site.redirects = rules,
-            Err(e) => errors.extend(e),
-        }
+        site.redirects = redirects::parse_into(text, limits, &mut errors);
     }
     if let Some(text) = files.headers {
-        match headers::parse(text, limits) {
-            Ok((rules, auth)) => {
-                site.headers = rules;
-                site.auth = auth;
-            }
-            Err(e) => errors.extend(e),
-        }
+        (site.headers, site.auth) = headers::parse_into(text, limits, &mut errors);
     }
     if let Some(text) = files.config {
-        match config::parse(text, limits) {
-            Ok(config) => {
-                site.settings = config.settings;
-                site.redirects.extend(config.redirects);
-                site.headers.extend(config.headers);
-                site.auth.extend(config.auth);
-                site.proxy = config.proxy;
-            }
-            Err(e) => errors.extend(e),
+        if let Some(config) = config::parse_into(text, limits, &mut errors) {
+            site.settings = config.settings;
+            site.redirects.extend(config.redirects);
+            site.headers.extend(config.headers);
+            site.auth.extend(config.auth);
+            site.proxy = config.proxy;
         }
     }
     if errors.is_empty() {
@@ -224,19 +215,24 @@ impl SiteRules {
 
     /// The basic-auth rule protecting a decoded request path: the first that matches.
     pub fn auth_for(&self, path: &str) -> Option<&AuthRule> {
-        self.auth.iter().find(|rule| rule.path().matches(path).is_some())
+        self.auth
+            .iter()
+            .find(|rule| rule.path().matches(path).is_some())
     }
 }
 
+/// A numbered line of a rule file: its text, or why it was refused (over the length limit).
+pub(crate) type Line<'a> = (usize, Result<&'a str, String>);
+
 /// Splits a rule file into numbered lines, checking the file size and line length limits.
 /// A file over the size limit yields no lines and one error at the line where the limit is
-/// crossed; an over-long line is reported and left out of parsing.
+/// crossed; an over-long line is yielded as an error for the parser to report in order.
 pub(crate) fn lines<'a>(
     file: &str,
     text: &'a str,
     limits: &Limits,
     errors: &mut ErrorSink,
-) -> Vec<(usize, &'a str)> {
+) -> Vec<Line<'a>> {
     if text.len() > limits.max_file_bytes {
         let line = text.as_bytes()[..limits.max_file_bytes]
             .iter()
@@ -266,18 +262,17 @@ pub(crate) fn lines<'a>(
         }
         let line = piece.strip_suffix('\r').unwrap_or(piece);
         if line.len() > limits.max_line_bytes {
-            errors.at(
-                file,
+            out.push((
                 number,
-                format!(
+                Err(format!(
                     "line is {} bytes long; the limit is {} bytes",
                     line.len(),
                     limits.max_line_bytes
-                ),
-            );
-            continue;
+                )),
+            ));
+        } else {
+            out.push((number, Ok(line)));
         }
-        out.push((number, line));
     }
     out
 }

@@ -86,7 +86,9 @@ impl PathPattern {
             ));
         }
         if source.contains('#') {
-            return Err(format!("path '{source}' contains '#': fragments never reach the server"));
+            return Err(format!(
+                "path '{source}' contains '#': fragments never reach the server"
+            ));
         }
         let body = &trim_trailing_slash(source)[1..];
         let parts: Vec<&str> = if body.is_empty() {
@@ -123,7 +125,9 @@ impl PathPattern {
                     .iter()
                     .any(|s| matches!(s, Segment::Param(n) if n == name))
                 {
-                    return Err(format!("path '{source}': placeholder ':{name}' appears twice"));
+                    return Err(format!(
+                        "path '{source}': placeholder ':{name}' appears twice"
+                    ));
                 }
                 segments.push(Segment::Param(name.to_string()));
             } else {
@@ -255,10 +259,18 @@ mod tests {
             ("/blog/*", "/blog/", Some("splat=")),
             ("/blog/*", "/blog/2024/post", Some("splat=2024/post")),
             ("/blog/*", "/blogs/x", None),
-            ("/news/:year/:slug", "/news/2024/hello", Some("year=2024;slug=hello")),
+            (
+                "/news/:year/:slug",
+                "/news/2024/hello",
+                Some("year=2024;slug=hello"),
+            ),
             ("/news/:year/:slug", "/news/2024", None),
             ("/news/:year/:slug", "/news/2024/hello/more", None),
-            ("/news/:year/*", "/news/2024/a/b", Some("year=2024;splat=a/b")),
+            (
+                "/news/:year/*",
+                "/news/2024/a/b",
+                Some("year=2024;splat=a/b"),
+            ),
             ("/:lang/about", "/fr/about/", Some("lang=fr")),
             ("/:lang", "/", None),
             ("/hello%20world", "/hello world", Some("")),

@@ -188,10 +188,11 @@ pub(crate) fn parse_languages<'a>(
     let mut out = Vec::new();
     for value in values {
         let mut parts = value.split('-');
-        let primary_ok = parts
-            .next()
-            .is_some_and(|p| (1..=8).contains(&p.len()) && p.bytes().all(|b| b.is_ascii_alphabetic()));
-        let rest_ok = parts.all(|p| (1..=8).contains(&p.len()) && p.bytes().all(|b| b.is_ascii_alphanumeric()));
+        let primary_ok = parts.next().is_some_and(|p| {
+            (1..=8).contains(&p.len()) && p.bytes().all(|b| b.is_ascii_alphabetic())
+        });
+        let rest_ok = parts
+            .all(|p| (1..=8).contains(&p.len()) && p.bytes().all(|b| b.is_ascii_alphanumeric()));
         if !primary_ok || !rest_ok {
             return Err(format!(
                 "'{value}' is not a language tag (e.g. 'en' or 'zh-tw')"
@@ -285,7 +286,9 @@ pub(crate) fn build_rule(spec: RuleSpec, source: String) -> Result<RedirectRule,
     }
     if absolute {
         let after_scheme = &to[to.find("://").map_or(0, |i| i + 3)..];
-        let host_end = after_scheme.find(['/', '?', '#']).unwrap_or(after_scheme.len());
+        let host_end = after_scheme
+            .find(['/', '?', '#'])
+            .unwrap_or(after_scheme.len());
         let host = &after_scheme[..host_end];
         if host.is_empty() {
             return Err(format!("target '{to}' has no host"));
@@ -306,7 +309,10 @@ pub(crate) fn build_rule(spec: RuleSpec, source: String) -> Result<RedirectRule,
         let name = &to[start..end];
         if !bound.iter().any(|b| b == name) {
             return Err(if name == SPLAT {
-                format!("target uses ':splat' but the source '{}' has no '*'", from.as_str())
+                format!(
+                    "target uses ':splat' but the source '{}' has no '*'",
+                    from.as_str()
+                )
             } else {
                 format!("target uses ':{name}' which the source does not define")
             });
@@ -337,7 +343,9 @@ fn parse_status(token: &str) -> Result<(u16, bool), String> {
         None => (token, false),
     };
     match digits.parse::<u16>() {
-        Ok(status) if digits.len() == 3 && ALLOWED_STATUSES.contains(&status) => Ok((status, force)),
+        Ok(status) if digits.len() == 3 && ALLOWED_STATUSES.contains(&status) => {
+            Ok((status, force))
+        }
         _ => Err(bad_status(token)),
     }
 }
@@ -423,9 +431,26 @@ fn parse_line(line: &str, source: String) -> Result<RedirectRule, String> {
 /// Parses a `_redirects` file.
 pub fn parse(text: &str, limits: &Limits) -> Result<Vec<RedirectRule>, Vec<RuleError>> {
     let mut errors = ErrorSink::default();
+    let rules = parse_into(text, limits, &mut errors);
+    if errors.is_empty() {
+        Ok(rules)
+    } else {
+        Err(errors.finish())
+    }
+}
+
+/// Parses a `_redirects` file, adding problems to `errors`.
+pub(crate) fn parse_into(text: &str, limits: &Limits, errors: &mut ErrorSink) -> Vec<RedirectRule> {
     let mut rules = Vec::new();
     let mut count = 0usize;
-    for (number, line) in lines(REDIRECTS_FILE, text, limits, &mut errors) {
+    for (number, line) in lines(REDIRECTS_FILE, text, limits, errors) {
+        let line = match line {
+            Ok(line) => line,
+            Err(reason) => {
+                errors.at(REDIRECTS_FILE, number, reason);
+                continue;
+            }
+        };
         let trimmed = line.trim();
         if trimmed.is_empty() || trimmed.starts_with('#') {
             continue;
@@ -447,11 +472,7 @@ pub fn parse(text: &str, limits: &Limits) -> Result<Vec<RedirectRule>, Vec<RuleE
             Err(reason) => errors.at(REDIRECTS_FILE, number, reason),
         }
     }
-    if errors.is_empty() {
-        Ok(rules)
-    } else {
-        Err(errors.finish())
-    }
+    rules
 }
 
 /// Decoded `(key, value)` pairs of a raw query string.

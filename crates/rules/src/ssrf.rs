@@ -18,20 +18,20 @@ pub fn is_forbidden(ip: IpAddr) -> bool {
 
 fn is_forbidden_v4(ip: Ipv4Addr) -> bool {
     match ip.octets() {
-        [0, ..] => true,                          // 0.0.0.0/8 "this network", unspecified
-        [10, ..] => true,                         // 10/8 private
-        [100, b, ..] if b & 0xc0 == 64 => true,   // 100.64/10 carrier-grade NAT
-        [127, ..] => true,                        // 127/8 loopback
-        [169, 254, ..] => true,                   // 169.254/16 link-local, cloud metadata
-        [172, b, ..] if b & 0xf0 == 16 => true,   // 172.16/12 private
-        [192, 0, 0, _] => true,                   // 192.0.0.0/24 IETF protocol assignments
-        [192, 0, 2, _] => true,                   // TEST-NET-1
-        [192, 88, 99, _] => true,                 // 6to4 relay anycast
-        [192, 168, ..] => true,                   // 192.168/16 private
-        [198, b, ..] if b & 0xfe == 18 => true,   // 198.18/15 benchmarking
-        [198, 51, 100, _] => true,                // TEST-NET-2
-        [203, 0, 113, _] => true,                 // TEST-NET-3
-        [a, ..] if a >= 224 => true,              // multicast, reserved 240/4, broadcast
+        [0, ..] => true,                        // 0.0.0.0/8 "this network", unspecified
+        [10, ..] => true,                       // 10/8 private
+        [100, b, ..] if b & 0xc0 == 64 => true, // 100.64/10 carrier-grade NAT
+        [127, ..] => true,                      // 127/8 loopback
+        [169, 254, ..] => true,                 // 169.254/16 link-local, cloud metadata
+        [172, b, ..] if b & 0xf0 == 16 => true, // 172.16/12 private
+        [192, 0, 0, _] => true,                 // 192.0.0.0/24 IETF protocol assignments
+        [192, 0, 2, _] => true,                 // TEST-NET-1
+        [192, 88, 99, _] => true,               // 6to4 relay anycast
+        [192, 168, ..] => true,                 // 192.168/16 private
+        [198, b, ..] if b & 0xfe == 18 => true, // 198.18/15 benchmarking
+        [198, 51, 100, _] => true,              // TEST-NET-2
+        [203, 0, 113, _] => true,               // TEST-NET-3
+        [a, ..] if a >= 224 => true,            // multicast, reserved 240/4, broadcast
         _ => false,
     }
 }
@@ -114,9 +114,7 @@ pub fn normalize_allowlist_entry(entry: &str) -> Result<String, String> {
         return Ok(normalized);
     }
     if normalized.contains(':') {
-        return Err(format!(
-            "allowlist entry '{entry}' must not include a port"
-        ));
+        return Err(format!("allowlist entry '{entry}' must not include a port"));
     }
     if !is_dns_name(&normalized) {
         return Err(format!(
@@ -252,7 +250,11 @@ mod tests {
 
     #[test]
     fn allowlist_matching() {
-        let list = vec!["127.0.0.1".to_string(), "api.internal".to_string(), "::1".to_string()];
+        let list = vec![
+            "127.0.0.1".to_string(),
+            "api.internal".to_string(),
+            "::1".to_string(),
+        ];
         let cases: &[(&str, bool)] = &[
             ("127.0.0.1", true),
             ("API.internal", true),

@@ -136,14 +136,18 @@ fn splats_and_placeholders() {
             "/news/:month/:date/:year/:slug /blog/:year/:month/:date/:slug",
             "/news/02/12/2004",
         ),
-        req("/blog/:year/:slug /blog-:year-:slug.html 200", "/blog/2024/hello")
-            .expect(rewrite("/blog-2024-hello.html")),
+        req(
+            "/blog/:year/:slug /blog-:year-:slug.html 200",
+            "/blog/2024/hello",
+        )
+        .expect(rewrite("/blog-2024-hello.html")),
         req("/:lang/old/* /:lang/new/:splat 302", "/fr/old/a/b")
             .expect(redirect(302, "/fr/new/a/b")),
         req("/* /index.html 200", "/deep/client/route").expect(rewrite("/index.html")),
         req("/* /index.html 200", "/").expect(rewrite("/index.html")),
         // Decoded values are re-encoded in a Location, and stay decoded for a rewrite.
-        req("/docs/* /manual/:splat 301", "/docs/a b/ü").expect(redirect(301, "/manual/a%20b/%C3%BC")),
+        req("/docs/* /manual/:splat 301", "/docs/a b/ü")
+            .expect(redirect(301, "/manual/a%20b/%C3%BC")),
         req("/docs/* /manual/:splat 200", "/docs/a b/ü").expect(rewrite("/manual/a b/ü")),
         req("/p/:id /q?id=:id 302", "/p/a&b").expect(redirect(302, "/q?id=a%26b")),
         req("/pct /a%20b 200", "/pct").expect(rewrite("/a b")),
@@ -194,20 +198,28 @@ fn query_parameter_matching() {
 #[test]
 fn query_string_is_passed_on() {
     run(vec![
-        req("/old /new 301", "/old").query("a=1&b=2").expect(redirect(301, "/new?a=1&b=2")),
+        req("/old /new 301", "/old")
+            .query("a=1&b=2")
+            .expect(redirect(301, "/new?a=1&b=2")),
         req("/old /new 302", "/old").expect(redirect(302, "/new")),
         // The target's own query string wins.
-        req("/old /new?x=1 301", "/old").query("a=1").expect(redirect(301, "/new?x=1")),
+        req("/old /new?x=1 301", "/old")
+            .query("a=1")
+            .expect(redirect(301, "/new?x=1")),
         // A rule that matched query parameters passes on only what its target names.
         req("/store id=:id /products/:id 301", "/store")
             .query("id=7&utm=x")
             .expect(redirect(301, "/products/7")),
-        req("/old /new#top 301", "/old").query("q=1").expect(redirect(301, "/new?q=1#top")),
+        req("/old /new#top 301", "/old")
+            .query("q=1")
+            .expect(redirect(301, "/new?q=1#top")),
         req("/api/* https://api.example.com/:splat 200", "/api/users/1")
             .query("x=1")
             .expect(proxy("https://api.example.com/users/1?x=1")),
         // A rewrite serves a file: the query string does not change which.
-        req("/old /new.html 200", "/old").query("a=1").expect(rewrite("/new.html")),
+        req("/old /new.html 200", "/old")
+            .query("a=1")
+            .expect(rewrite("/new.html")),
     ]);
 }
 
@@ -217,19 +229,29 @@ fn shadowing_and_forcing() {
         req("/app/* /index.html 200", "/app/main.js")
             .files(&["/app/main.js"])
             .expect(None),
-        req("/app/* /index.html 200", "/app/route").files(&["/app/main.js"]).expect(rewrite("/index.html")),
+        req("/app/* /index.html 200", "/app/route")
+            .files(&["/app/main.js"])
+            .expect(rewrite("/index.html")),
         req("/app/* /index.html 200!", "/app/main.js")
             .files(&["/app/main.js"])
             .expect(rewrite("/index.html")),
-        req("/old.html /new.html 301", "/old.html").files(&["/old.html"]).expect(None),
+        req("/old.html /new.html 301", "/old.html")
+            .files(&["/old.html"])
+            .expect(None),
         req("/old.html /new.html 301!", "/old.html")
             .files(&["/old.html"])
             .expect(redirect(301, "/new.html")),
         req("/x /gone.html 404", "/x").files(&["/x"]).expect(None),
-        req("/x /gone.html 404!", "/x").files(&["/x"]).expect(status(404, "/gone.html")),
+        req("/x /gone.html 404!", "/x")
+            .files(&["/x"])
+            .expect(status(404, "/gone.html")),
         // A shadowed rule is skipped; a later forced rule still applies.
-        req("/a /b 302\n/a /c 302!", "/a").files(&["/a"]).expect(redirect(302, "/c")),
-        req("/a /b 302\n/a /c 302", "/a").files(&["/a"]).expect(None),
+        req("/a /b 302\n/a /c 302!", "/a")
+            .files(&["/a"])
+            .expect(redirect(302, "/c")),
+        req("/a /b 302\n/a /c 302", "/a")
+            .files(&["/a"])
+            .expect(None),
     ]);
 }
 
@@ -248,7 +270,10 @@ fn file_exists_is_asked_once_and_only_when_needed() {
     };
     assert_eq!(rules.match_redirect(&facts("/a"), &exists), None);
     assert_eq!(calls.get(), 1);
-    assert_eq!(rules.match_redirect(&facts("/forced"), &exists), redirect(302, "/d"));
+    assert_eq!(
+        rules.match_redirect(&facts("/forced"), &exists),
+        redirect(302, "/d")
+    );
     assert_eq!(calls.get(), 1, "forced rules never look at files");
     assert_eq!(rules.match_redirect(&facts("/none"), &exists), None);
     assert_eq!(calls.get(), 1, "no matching rule, no lookup");
@@ -262,7 +287,9 @@ fn country_conditions() {
         req(rules, "/").country("nz").expect(redirect(302, "/anz")),
         req(rules, "/").country("US"),
         req(rules, "/"),
-        req("/ /ca 302 country=CA", "/").country("ca").expect(redirect(302, "/ca")),
+        req("/ /ca 302 country=CA", "/")
+            .country("ca")
+            .expect(redirect(302, "/ca")),
     ]);
 }
 
@@ -271,22 +298,34 @@ fn language_conditions() {
     let zh = "/ /zh 302 Language=zh";
     run(vec![
         req(zh, "/").language("zh").expect(redirect(302, "/zh")),
-        req(zh, "/").language("ZH-cn,en;q=0.5").expect(redirect(302, "/zh")),
-        req(zh, "/").language("en-US,en;q=0.9,zh;q=0.2").expect(redirect(302, "/zh")),
+        req(zh, "/")
+            .language("ZH-cn,en;q=0.5")
+            .expect(redirect(302, "/zh")),
+        req(zh, "/")
+            .language("en-US,en;q=0.9,zh;q=0.2")
+            .expect(redirect(302, "/zh")),
         req(zh, "/").language("en-US,en"),
         req(zh, "/").language("zh;q=0"),
         req(zh, "/").language("zhx"),
         req(zh, "/"),
-        req("/ /tw 302 Language=zh-tw", "/").language("zh-TW").expect(redirect(302, "/tw")),
+        req("/ /tw 302 Language=zh-tw", "/")
+            .language("zh-TW")
+            .expect(redirect(302, "/tw")),
         req("/ /tw 302 Language=zh-tw", "/").language("zh-CN"),
-        req("/ /en 302 Language=en,fr", "/").language("fr-CA").expect(redirect(302, "/en")),
+        req("/ /en 302 Language=en,fr", "/")
+            .language("fr-CA")
+            .expect(redirect(302, "/en")),
         // Both conditions must hold.
         req("/ /x 302 Country=ca Language=fr", "/")
             .country("CA")
             .language("fr")
             .expect(redirect(302, "/x")),
-        req("/ /x 302 Country=ca Language=fr", "/").country("CA").language("en"),
-        req("/ /x 302 Country=ca Language=fr", "/").country("US").language("fr"),
+        req("/ /x 302 Country=ca Language=fr", "/")
+            .country("CA")
+            .language("en"),
+        req("/ /x 302 Country=ca Language=fr", "/")
+            .country("US")
+            .language("fr"),
     ]);
 }
 
@@ -340,8 +379,14 @@ fn redirects_file_comes_before_config() {
         path,
         ..RequestFacts::default()
     };
-    assert_eq!(parsed.match_redirect(&facts("/a"), &|_| false), redirect(302, "/from-file"));
-    assert_eq!(parsed.match_redirect(&facts("/b"), &|_| false), redirect(301, "/b2"));
+    assert_eq!(
+        parsed.match_redirect(&facts("/a"), &|_| false),
+        redirect(302, "/from-file")
+    );
+    assert_eq!(
+        parsed.match_redirect(&facts("/b"), &|_| false),
+        redirect(301, "/b2")
+    );
 }
 
 #[test]
@@ -377,19 +422,28 @@ conditions = { Country = ["fr", "BE"], Language = ["fr"] }
         query: "id=9",
         ..RequestFacts::default()
     };
-    assert_eq!(rules.match_redirect(&store, &|_| false), redirect(302, "/products/9"));
+    assert_eq!(
+        rules.match_redirect(&store, &|_| false),
+        redirect(302, "/products/9")
+    );
     let app = RequestFacts {
         path: "/app/main.js",
         ..RequestFacts::default()
     };
-    assert_eq!(rules.match_redirect(&app, &|_| true), rewrite("/index.html"));
+    assert_eq!(
+        rules.match_redirect(&app, &|_| true),
+        rewrite("/index.html")
+    );
     let home = RequestFacts {
         path: "/",
         country: Some("be"),
         accept_language: Some("fr-BE"),
         ..RequestFacts::default()
     };
-    assert_eq!(rules.match_redirect(&home, &|_| false), redirect(302, "/fr"));
+    assert_eq!(
+        rules.match_redirect(&home, &|_| false),
+        redirect(302, "/fr")
+    );
     let home_us = RequestFacts {
         country: Some("us"),
         ..home
@@ -409,5 +463,8 @@ fn rules_survive_a_manifest_round_trip() {
         country: Some("US"),
         accept_language: None,
     };
-    assert_eq!(back.match_redirect(&facts, &|_| false), redirect(302, "/p/1"));
+    assert_eq!(
+        back.match_redirect(&facts, &|_| false),
+        redirect(302, "/p/1")
+    );
 }

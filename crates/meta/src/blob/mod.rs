@@ -87,6 +87,11 @@ pub struct ObjectInfo {
 pub trait BlobStore: Send + Sync {
     /// The bucket's name.
     fn bucket(&self) -> &str;
+    /// The S3 adapter behind this store, if it is one: lets a copier between two S3
+    /// buckets copy server-side instead of streaming the bytes through itself.
+    fn as_s3(&self) -> Option<&s3::S3BlobStore> {
+        None
+    }
     /// Metadata of an object, `None` when missing.
     async fn head(&self, key: &str) -> Result<Option<ObjectMeta>, BlobError>;
     /// The object's body, or the bytes `start..end` of it, streamed; `None` when missing.

@@ -157,6 +157,10 @@ impl BlobStore for S3BlobStore {
         &self.bucket
     }
 
+    fn as_s3(&self) -> Option<&S3BlobStore> {
+        Some(self)
+    }
+
     async fn head(&self, key: &str) -> Result<Option<ObjectMeta>, BlobError> {
         check_key(key)?;
         match self

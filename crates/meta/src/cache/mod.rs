@@ -49,17 +49,35 @@ pub trait Cache: Send + Sync {
 }
 
 /// The in-process tier in front of an optional Redis tier.
+///
+/// A notification reaches one instance of a region's origin; the others learn the new
+/// site record from Redis, so a site record held in memory is re-checked against Redis
+/// once it is older than the freshness window (1 s by default).
 pub struct Tiered {
     memory: memory::MemoryCache,
     redis: Option<Arc<redis::RedisCache>>,
+    checked: moka::sync::Cache<SiteId, ()>,
 }
 
 impl Tiered {
     /// Tiers: memory, then Redis when configured.
     pub fn new(memory: memory::MemoryCache, redis: Option<redis::RedisCache>) -> Self {
+        Self::with_site_freshness(memory, redis, std::time::Duration::from_secs(1))
+    }
+
+    /// As [`Tiered::new`], re-checking memory's site records against Redis after `fresh`.
+    pub fn with_site_freshness(
+        memory: memory::MemoryCache,
+        redis: Option<redis::RedisCache>,
+        fresh: std::time::Duration,
+    ) -> Self {
         Tiered {
             memory,
             redis: redis.map(Arc::new),
+            checked: moka::sync::Cache::builder()
+                .max_capacity(100_000)
+                .time_to_live(fresh)
+                .build(),
         }
     }
 
@@ -93,12 +111,22 @@ impl Cache for Tiered {
     }
 
     async fn site(&self, id: &SiteId) -> Option<SiteEntry> {
-        if let Some(e) = self.memory.site(id).await {
-            return Some(e);
+        let local = self.memory.site(id).await;
+        let Some(redis) = &self.redis else {
+            return local;
+        };
+        if local.is_some() && self.checked.contains_key(id) {
+            return local;
         }
-        let e = self.redis.as_ref()?.site(id).await?;
-        self.memory.put_site(id, e.clone()).await;
-        Some(e)
+        // Marked even when Redis fails, so a dead Redis costs one attempt per window.
+        self.checked.insert(id.clone(), ());
+        match redis.site(id).await {
+            Some(shared) => {
+                self.memory.put_site(id, shared).await;
+                self.memory.site(id).await
+            }
+            None => local,
+        }
     }
 
     async fn put_site(&self, id: &SiteId, entry: SiteEntry) -> bool {

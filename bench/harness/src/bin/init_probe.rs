@@ -1,0 +1,96 @@
+//! Times each step of a Lambda's init, in-process, in one scenario per run (a fresh
+//! process each, so lazily built statics are charged to the step that builds them).
+//! Prints one `step<TAB>milliseconds` line per step. Used by `make bench` (cold start).
+//!
+//! Scenarios: `origin` (what `Origin::from_env` does in a replica region: two SDK config
+//! loads, DynamoDB and two S3 clients), `origin-shared` (one load with the environment's
+//! credentials, the second region derived from it), `native-roots` (the system trust store
+//! alone), `reqwest` (the replicator's client), `aws-lc-rand` (first random bytes).
+
+use aws_config::{BehaviorVersion, Region};
+use std::time::Instant;
+
+fn step<T>(name: &str, f: impl FnOnce() -> T) -> T {
+    let t = Instant::now();
+    let v = f();
+    println!("{name}\t{:.3}", t.elapsed().as_secs_f64() * 1000.0);
+    v
+}
+
+async fn astep<T>(name: &str, f: impl std::future::Future<Output = T>) -> T {
+    let t = Instant::now();
+    let v = f.await;
+    println!("{name}\t{:.3}", t.elapsed().as_secs_f64() * 1000.0);
+    v
+}
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    let scenario = std::env::args().nth(1).unwrap_or_default();
+    match scenario.as_str() {
+        "origin" => {
+            let here = astep(
+                "sdk config load (eu-central-1)",
+                skyhost_meta::config::aws("eu-central-1"),
+            )
+            .await;
+            let primary = astep(
+                "sdk config load (us-west-2)",
+                skyhost_meta::config::aws("us-west-2"),
+            )
+            .await;
+            let d = step("dynamodb client", || {
+                skyhost_meta::config::dynamodb(&primary)
+            });
+            let s = step("s3 client (here)", || skyhost_meta::config::s3(&here));
+            let p = step("s3 client (primary)", || skyhost_meta::config::s3(&primary));
+            drop((d, s, p));
+        }
+        "origin-shared" => {
+            let here = astep(
+                "sdk config load, env credentials",
+                aws_config::defaults(BehaviorVersion::latest())
+                    .region(Region::new("eu-central-1"))
+                    .credentials_provider(
+                        aws_config::environment::EnvironmentVariableCredentialsProvider::new(),
+                    )
+                    .load(),
+            )
+            .await;
+            let primary = step("derive us-west-2 config", || {
+                here.to_builder().region(Region::new("us-west-2")).build()
+            });
+            let d = step("dynamodb client", || {
+                skyhost_meta::config::dynamodb(&primary)
+            });
+            let s = step("s3 client (here)", || skyhost_meta::config::s3(&here));
+            let p = step("s3 client (primary)", || skyhost_meta::config::s3(&primary));
+            drop((d, s, p));
+        }
+        "native-roots" => {
+            let r = step("load native roots", rustls_native_certs::load_native_certs);
+            println!("certificates\t{}", r.certs.len());
+        }
+        "reqwest" => {
+            let c = step("reqwest client", || reqwest::Client::builder().build());
+            drop(c);
+        }
+        "aws-lc-rand" => {
+            step("aws-lc first random bytes", || {
+                let mut b = [0u8; 32];
+                aws_lc_rs::rand::fill(&mut b).map(|_| b[0])
+            })
+            .ok();
+            step("aws-lc second random bytes", || {
+                let mut b = [0u8; 32];
+                aws_lc_rs::rand::fill(&mut b).map(|_| b[0])
+            })
+            .ok();
+        }
+        other => {
+            eprintln!("unknown scenario {other:?}: origin, origin-shared, native-roots, reqwest, aws-lc-rand");
+            return std::process::ExitCode::FAILURE;
+        }
+    }
+    std::process::ExitCode::SUCCESS
+}

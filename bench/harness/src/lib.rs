@@ -1,0 +1,26 @@
+//! The `make bench` harness: each section of BENCHMARKS.md has its module
+//! ([`throughput`] with memory, [`handler`], [`coldstart`], [`propagation`], [`deploy`],
+//! [`latency`]); [`results`] holds what a run measured and the budgets, [`report`] and
+//! [`chart`] write BENCHMARKS.md and its PNG. Parsers and pure decisions are tested by
+//! tables; the measurement modules drive the release binaries and are exercised by
+//! `make bench` itself.
+
+pub mod chart;
+pub mod coldstart;
+pub mod deploy;
+pub mod handler;
+pub mod http;
+pub mod latency;
+pub mod local;
+pub mod machine;
+pub mod memory;
+pub mod nginx;
+pub mod procs;
+pub mod propagation;
+pub mod report;
+pub mod results;
+pub mod runtime;
+pub mod site;
+pub mod stats;
+pub mod throughput;
+pub mod wrk;

@@ -1,0 +1,355 @@
+//! `skyhost-bench`: runs every measurement of `make bench` and writes BENCHMARKS.md, its
+//! chart and the raw JSON; `report` re-renders them from a JSON file; `gen-site` writes
+//! a generated site for manual runs.
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand};
+use skyhost_bench::local::{LocalUp, UpArgs};
+use skyhost_bench::results::Results;
+use skyhost_bench::{
+    chart, coldstart, deploy, handler, latency, machine, procs, propagation, report, site,
+    throughput, wrk,
+};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+#[derive(Parser)]
+#[command(name = "skyhost-bench", about = "skyhost's benchmarks (make bench)")]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run the benchmarks and write the results.
+    Run(Box<RunArgs>),
+    /// Re-render BENCHMARKS.md and the chart from a results file.
+    Report {
+        /// The results JSON.
+        results: PathBuf,
+        #[command(flatten)]
+        out: Outputs,
+    },
+    /// Write a generated site.
+    GenSite {
+        /// Where.
+        dir: PathBuf,
+        /// `throughput` (three files) or a number of files.
+        #[arg(long, default_value = "throughput")]
+        kind: String,
+    },
+}
+
+#[derive(clap::Args)]
+struct Outputs {
+    /// BENCHMARKS.md to write.
+    #[arg(long, default_value = "BENCHMARKS.md")]
+    markdown: PathBuf,
+    /// The chart PNG to write (linked from the page by its path relative to the page).
+    #[arg(long, default_value = "bench/results/chart.png")]
+    chart: PathBuf,
+    /// Notes appended to the page (the analysis of where time goes).
+    #[arg(long, default_value = "bench/analysis.md")]
+    notes: PathBuf,
+}
+
+#[derive(clap::Args)]
+struct RunArgs {
+    /// The release `skyhost` binary.
+    #[arg(long)]
+    skyhost: PathBuf,
+    /// The folder holding the release Lambda binaries and hello-lambda.
+    #[arg(long)]
+    bin_dir: PathBuf,
+    /// Criterion's estimates.json of the handler benchmark.
+    #[arg(long)]
+    criterion: Option<PathBuf>,
+    /// Where the results JSON goes.
+    #[arg(long, default_value = "bench/results")]
+    results_dir: PathBuf,
+    #[command(flatten)]
+    out: Outputs,
+    /// Scratch folder (made fresh, removed at the end).
+    #[arg(long, default_value = "/tmp/skyhost-bench")]
+    work: PathBuf,
+    /// Unix time `make bench` started, to report its total wall time.
+    #[arg(long)]
+    started_at: Option<u64>,
+    /// Only these sections (comma-separated: throughput, coldstart, latency, propagation, deploy).
+    #[arg(long, value_delimiter = ',')]
+    only: Vec<String>,
+    /// wrk seconds per run.
+    #[arg(long, default_value_t = 10)]
+    wrk_seconds: u32,
+    /// wrk runs per server and file.
+    #[arg(long, default_value_t = 3)]
+    rounds: usize,
+    /// Measured starts per function.
+    #[arg(long, default_value_t = 20)]
+    cold_runs: usize,
+    /// Propagation deploys.
+    #[arg(long, default_value_t = 20)]
+    deploys: usize,
+    /// Files of the deploy site.
+    #[arg(long, default_value_t = 10_000)]
+    files: usize,
+    /// TTFB requests per instance.
+    #[arg(long, default_value_t = 40)]
+    latency_samples: usize,
+    /// The origin's `--cache-bytes` in the throughput and memory runs.
+    #[arg(long, default_value_t = 64 * 1024 * 1024)]
+    cache_bytes: u64,
+}
+
+fn say(line: &str) {
+    println!("{line}");
+}
+
+fn rel(from_page: &Path, target: &Path) -> String {
+    let base = from_page.parent().unwrap_or(Path::new(""));
+    target
+        .strip_prefix(base)
+        .unwrap_or(target)
+        .to_string_lossy()
+        .into_owned()
+}
+
+fn write_outputs(r: &Results, json_path: &Path, out: &Outputs) -> Result<()> {
+    let mut chart_ok = true;
+    if let Err(e) = chart::draw(r, &out.chart) {
+        eprintln!("chart not drawn: {e:#}");
+        chart_ok = false;
+    }
+    let notes = std::fs::read_to_string(&out.notes).unwrap_or_default();
+    let page = report::render(
+        r,
+        &rel(&out.markdown, json_path),
+        chart_ok.then(|| rel(&out.markdown, &out.chart)).as_deref(),
+        &notes,
+    );
+    std::fs::write(&out.markdown, page)
+        .with_context(|| format!("writing {}", out.markdown.display()))?;
+    Ok(())
+}
+
+async fn run(a: RunArgs) -> Result<()> {
+    let started = Instant::now();
+    let wants = |s: &str| a.only.is_empty() || a.only.iter().any(|o| o == s);
+    let now = time::OffsetDateTime::now_utc();
+    let mut r = Results {
+        date: now.format(time::macros::format_description!(
+            "[year]-[month]-[day]T[hour]:[minute]:[second]Z"
+        ))?,
+        machine: machine::describe(),
+        ..Default::default()
+    };
+    if a.work.exists() {
+        std::fs::remove_dir_all(&a.work)
+            .with_context(|| format!("clearing {}", a.work.display()))?;
+    }
+    std::fs::create_dir_all(&a.work)?;
+    // nginx's workers run as another user and must reach the generated site.
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&a.work, std::fs::Permissions::from_mode(0o755))?;
+    }
+    for (what, p) in [("skyhost", &a.skyhost), ("bin dir", &a.bin_dir)] {
+        if !p.exists() {
+            bail!(
+                "{what} {} does not exist: build the release binaries first (make bench does)",
+                p.display()
+            );
+        }
+    }
+    let mut log = |l: &str| say(l);
+
+    say("== 2. handler cost (criterion)");
+    match &a.criterion {
+        Some(p) => match handler::read(p) {
+            Ok(h) => {
+                say(&format!("  median {:.2} µs", h.median_us));
+                r.handler = Some(h);
+            }
+            Err(e) => r.errors.push(format!("handler: {e:#}")),
+        },
+        None => r
+            .errors
+            .push("handler: no criterion estimates given (--criterion)".into()),
+    }
+
+    if wants("coldstart") {
+        say("== 3. cold start");
+        let fns = coldstart::functions(
+            &a.bin_dir,
+            &a.bin_dir.join("hello-lambda"),
+            &coldstart::closed_endpoint()?,
+        );
+        match coldstart::measure(&fns, a.cold_runs, &a.work.join("coldstart-logs")).await {
+            Ok(fs) => {
+                for f in &fs {
+                    say(&format!(
+                        "  {:<32} median {:>7.2} ms  p90 {:>7.2} ms  ratio {:.2}×",
+                        f.name,
+                        f.median_ms.unwrap_or(f64::NAN),
+                        f.p90_ms.unwrap_or(f64::NAN),
+                        f.ratio.unwrap_or(f64::NAN)
+                    ));
+                }
+                let init_steps = match coldstart::probe(&a.bin_dir.join("init-probe"), 10) {
+                    Ok(p) => {
+                        for s in &p {
+                            say(&format!(
+                                "  init-probe {:<14} {:<36} {:>8.3} ms",
+                                s.scenario, s.step, s.median_ms
+                            ));
+                        }
+                        p
+                    }
+                    Err(e) => {
+                        r.errors.push(format!("init-probe: {e:#}"));
+                        Vec::new()
+                    }
+                };
+                r.cold_start = Some(skyhost_bench::results::ColdStart {
+                    runs: a.cold_runs,
+                    functions: fs,
+                    init_steps,
+                });
+            }
+            Err(e) => r.errors.push(format!("cold start: {e:#}")),
+        }
+    }
+
+    if wants("throughput") {
+        say("== 1. throughput and latency vs nginx; 7. memory");
+        let o = throughput::Options {
+            wrk: wrk::WrkOptions {
+                threads: 2,
+                connections: 64,
+                seconds: a.wrk_seconds,
+            },
+            rounds: a.rounds,
+            warmup_s: 2,
+            cache_bytes: a.cache_bytes,
+        };
+        match throughput::run(&a.skyhost, &a.work, &o, &mut log).await {
+            Ok((t, m)) => {
+                for f in &t.files {
+                    say(&format!(
+                        "  {:<8} req/s ratio {:.2}×  p99 {:.3} vs {:.3} ms ({:.2}×)",
+                        f.label, f.rps_ratio, f.skyhost_p99_ms, f.nginx_p99_ms, f.p99_ratio
+                    ));
+                }
+                say(&format!(
+                    "  VmRSS idle {:.1} MiB, peak {:.1} MiB",
+                    m.idle_bytes as f64 / 1048576.0,
+                    m.peak_bytes as f64 / 1048576.0
+                ));
+                r.throughput = Some(t);
+                r.memory = Some(m);
+            }
+            Err(e) => r.errors.push(format!("throughput and memory: {e:#}")),
+        }
+    }
+
+    if wants("latency") {
+        say("== 6. latency routing");
+        match latency::run(&a.skyhost, &a.work, a.latency_samples, &mut log).await {
+            Ok(l) => r.latency = Some(l),
+            Err(e) => r.errors.push(format!("latency routing: {e:#}")),
+        }
+    }
+
+    if wants("propagation") || wants("deploy") {
+        let port = procs::free_ports(18200, 4)?;
+        match LocalUp::start(UpArgs {
+            bin: &a.skyhost,
+            dir: &a.work.join("local-multi"),
+            port,
+            regions: &["us-west-2", "eu-central-1", "ap-southeast-1"],
+            emulate_latency: false,
+            cache_bytes: 64 << 20,
+        })
+        .await
+        {
+            Ok(up) => {
+                if wants("propagation") {
+                    say("== 4. propagation");
+                    match propagation::run(&up, &a.work, a.deploys, &mut log).await {
+                        Ok(p) => r.propagation = Some(p),
+                        Err(e) => r.errors.push(format!("propagation: {e:#}")),
+                    }
+                }
+                if wants("deploy") {
+                    say("== 5. deploy");
+                    match deploy::run(&up, &a.work, a.files, &mut log).await {
+                        Ok(d) => r.deploy = Some(d),
+                        Err(e) => r.errors.push(format!("deploy: {e:#}")),
+                    }
+                }
+            }
+            Err(e) => r.errors.push(format!("propagation and deploy: {e:#}")),
+        }
+    }
+
+    r.measure_s = started.elapsed().as_secs_f64();
+    r.total_s = a.started_at.map(|t| {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs_f64())
+            .unwrap_or(0.0);
+        now - t as f64
+    });
+    std::fs::create_dir_all(&a.results_dir)?;
+    let stamp = now.format(time::macros::format_description!(
+        "[year][month][day]T[hour][minute][second]Z"
+    ))?;
+    let json_path = a.results_dir.join(format!("{stamp}.json"));
+    std::fs::write(&json_path, serde_json::to_vec_pretty(&r)?)?;
+    write_outputs(&r, &json_path, &a.out)?;
+    let _ = std::fs::remove_dir_all(&a.work);
+
+    say("\n== summary (every ratio and budget of this run)");
+    print!("{}", report::summary(&r));
+    for e in &r.errors {
+        say(&format!("error: {e}"));
+    }
+    say(&format!(
+        "results: {}  page: {}  chart: {}",
+        json_path.display(),
+        a.out.markdown.display(),
+        a.out.chart.display()
+    ));
+    Ok(())
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Cmd::Run(a) => tokio::runtime::Runtime::new()
+            .context("starting the runtime")
+            .and_then(|rt| rt.block_on(run(*a))),
+        Cmd::Report { results, out } => std::fs::read(&results)
+            .with_context(|| format!("reading {}", results.display()))
+            .and_then(|b| Ok(serde_json::from_slice::<Results>(&b)?))
+            .and_then(|r| write_outputs(&r, &results, &out)),
+        Cmd::GenSite { dir, kind } => match kind.as_str() {
+            "throughput" => site::throughput_site(&dir),
+            n => n
+                .parse::<usize>()
+                .context("--kind is `throughput` or a number of files")
+                .and_then(|n| {
+                    site::large_site(&dir, n, 42)
+                        .map(|s| println!("{} files, {} bytes", s.files, s.bytes))
+                }),
+        },
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,23 @@
+//! The asset-copier Lambda: JSON logs, the copier (and its S3 clients) built once at init,
+//! one call of [`Copier::handle_json`] per invocation, S3 events direct or in SQS messages.
+//! An error fails the invocation, so Lambda retries it and then dead-letters it.
+
+use lambda_runtime::{service_fn, Error, LambdaEvent};
+use skyhost_asset_copier::Copier;
+use std::sync::Arc;
+use tracing_subscriber::EnvFilter;
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    tracing_subscriber::fmt()
+        .json()
+        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        .with_target(false)
+        .init();
+    let copier = Arc::new(Copier::from_env().await?);
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<serde_json::Value>| {
+        let copier = copier.clone();
+        async move { Ok::<_, Error>(copier.handle_json(event.payload).await?) }
+    }))
+    .await
+}

@@ -1,0 +1,185 @@
+//! Where a command acts: AWS (the primary region's table and every region's bucket) or
+//! the embedded backends of local mode. Every command is written once against this.
+
+use crate::local::layout::Layout;
+use anyhow::{bail, Context, Result};
+use skyhost_meta::blob::fs::FsBlobStore;
+use skyhost_meta::blob::s3::S3BlobStore;
+use skyhost_meta::blob::BlobStore;
+use skyhost_meta::store::dynamodb::DynamoStore;
+use skyhost_meta::store::sqlite::SqliteStore;
+use skyhost_meta::store::MetaStore;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// One region as a command sees it.
+#[derive(Clone)]
+pub struct RegionHandle {
+    /// The region's name.
+    pub name: String,
+    /// Its bucket.
+    pub bucket: Arc<dyn BlobStore>,
+    /// The base URL of its origin (health and status checks), when known.
+    pub endpoint: Option<String>,
+}
+
+/// The metadata store and every region's bucket.
+#[derive(Clone)]
+pub struct Backend {
+    /// The sites table (in the primary region).
+    pub meta: Arc<dyn MetaStore>,
+    /// The primary region.
+    pub primary: RegionHandle,
+    /// The other regions.
+    pub replicas: Vec<RegionHandle>,
+    /// Where visitors reach the sites (printed after a deploy).
+    pub public_url: Option<String>,
+}
+
+impl Backend {
+    /// Every region, primary first.
+    pub fn regions(&self) -> impl Iterator<Item = &RegionHandle> {
+        std::iter::once(&self.primary).chain(self.replicas.iter())
+    }
+
+    /// The embedded backends of a local-mode folder (created by `skyhost local up`, or
+    /// with the default regions when it was never started).
+    pub fn local(dir: &Path) -> Result<Self> {
+        let layout = Layout::load_or_default(dir)?;
+        let meta = SqliteStore::open(&layout.meta_path(), layout.primary())
+            .with_context(|| format!("opening {}", layout.meta_path().display()))?;
+        let handle = |i: usize, region: &str| -> Result<RegionHandle> {
+            Ok(RegionHandle {
+                name: region.to_owned(),
+                bucket: Arc::new(FsBlobStore::open(
+                    &layout.buckets_dir(),
+                    &Layout::bucket_name(region),
+                    region,
+                )?),
+                endpoint: Some(format!("http://127.0.0.1:{}", layout.origin_port(i))),
+            })
+        };
+        let mut regions = layout
+            .regions
+            .iter()
+            .enumerate()
+            .map(|(i, r)| handle(i, r))
+            .collect::<Result<Vec<_>>>()?;
+        if regions.is_empty() {
+            bail!("{}: no regions configured", dir.display());
+        }
+        let primary = regions.remove(0);
+        Ok(Backend {
+            meta: Arc::new(meta),
+            primary,
+            replicas: regions,
+            public_url: Some(format!("http://127.0.0.1:{}", layout.port)),
+        })
+    }
+
+    /// The AWS backends named by [`AwsOptions`].
+    pub async fn aws(o: &AwsOptions) -> Result<Self> {
+        let o = o.resolved()?;
+        let primary_conf = skyhost_meta::config::aws(&o.primary_region).await;
+        let meta = DynamoStore::new(skyhost_meta::config::dynamodb(&primary_conf), &o.table);
+        let mut regions = Vec::new();
+        for (region, bucket) in &o.buckets {
+            let conf = skyhost_meta::config::aws(region).await;
+            regions.push(RegionHandle {
+                name: region.clone(),
+                bucket: Arc::new(S3BlobStore::new(skyhost_meta::config::s3(&conf), bucket)),
+                endpoint: o
+                    .endpoints
+                    .iter()
+                    .find(|(r, _)| r == region)
+                    .map(|(_, e)| e.clone()),
+            });
+        }
+        let i = regions
+            .iter()
+            .position(|r| r.name == o.primary_region)
+            .with_context(|| {
+                format!(
+                    "no bucket configured for the primary region {}",
+                    o.primary_region
+                )
+            })?;
+        let primary = regions.remove(i);
+        Ok(Backend {
+            meta: Arc::new(meta),
+            primary,
+            replicas: regions,
+            public_url: o.public_url.clone(),
+        })
+    }
+}
+
+/// AWS settings: flags, else environment, else the config file.
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct AwsOptions {
+    /// The primary region (holds the sites table).
+    #[arg(long, env = "SKYHOST_PRIMARY_REGION", global = true)]
+    pub primary_region: Option<String>,
+    /// The sites table.
+    #[arg(long, env = "SKYHOST_TABLE", global = true)]
+    pub table: Option<String>,
+    /// Every region's bucket: `us-west-2=bucket,eu-central-1=bucket2`.
+    #[arg(long, env = "SKYHOST_BUCKETS", global = true)]
+    pub buckets: Option<String>,
+    /// Every region's origin base URL: `us-west-2=https://…,…` (status and health).
+    #[arg(long, env = "SKYHOST_REGION_ENDPOINTS", global = true)]
+    pub endpoints: Option<String>,
+    /// The public URL sites are reached at (printed after deploys).
+    #[arg(long, env = "SKYHOST_PUBLIC_URL", global = true)]
+    pub public_url: Option<String>,
+    /// A TOML file with the same keys (primary_region, table, buckets, endpoints, public_url).
+    #[arg(long, env = "SKYHOST_CONFIG", global = true)]
+    pub config: Option<PathBuf>,
+}
+
+/// [`AwsOptions`] with every required value present.
+pub struct Resolved {
+    primary_region: String,
+    table: String,
+    buckets: Vec<(String, String)>,
+    endpoints: Vec<(String, String)>,
+    public_url: Option<String>,
+}
+
+#[derive(serde::Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    primary_region: Option<String>,
+    table: Option<String>,
+    buckets: Option<String>,
+    endpoints: Option<String>,
+    public_url: Option<String>,
+}
+
+impl AwsOptions {
+    fn resolved(&self) -> Result<Resolved> {
+        let file: FileConfig = match &self.config {
+            Some(p) => toml::from_str(
+                &std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?,
+            )
+            .with_context(|| format!("parsing {}", p.display()))?,
+            None => FileConfig::default(),
+        };
+        let pick = |a: &Option<String>, b: Option<String>, what: &str| -> Result<String> {
+            a.clone().or(b).with_context(|| {
+                format!("{what} is not set: pass --{what}, set its SKYHOST_ variable, or name it in --config (or use --local DIR)", what = what.replace('_', "-"))
+            })
+        };
+        let buckets = pick(&self.buckets, file.buckets, "buckets")?;
+        Ok(Resolved {
+            primary_region: pick(&self.primary_region, file.primary_region, "primary_region")?,
+            table: pick(&self.table, file.table, "table")?,
+            buckets: skyhost_meta::config::parse_pairs("buckets", &buckets)?,
+            endpoints: match self.endpoints.clone().or(file.endpoints) {
+                Some(e) => skyhost_meta::config::parse_pairs("endpoints", &e)?,
+                None => Vec::new(),
+            },
+            public_url: self.public_url.clone().or(file.public_url),
+        })
+    }
+}

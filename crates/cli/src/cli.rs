@@ -1,0 +1,445 @@
+//! Command-line parsing and dispatch. The invocations are a contract other tools rely on.
+
+use crate::backend::{AwsOptions, Backend};
+use crate::deploy::{deploy, DeployOptions};
+use crate::local::layout::DEFAULT_REGIONS;
+use crate::local::up::{up, UpOptions};
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+use skyhost_meta::{DeploymentId, Domain, SiteId};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+/// skyhost: multi-region static website hosting.
+#[derive(Parser, Debug)]
+#[command(name = "skyhost", version, about)]
+pub struct Cli {
+    /// Act on the local-mode folder DIR instead of AWS.
+    #[arg(long, global = true, value_name = "DIR")]
+    pub local: Option<PathBuf>,
+    #[command(flatten)]
+    pub aws: AwsOptions,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The commands.
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Deploy a folder as a new deployment of a site, and activate it.
+    Deploy {
+        /// The folder to deploy.
+        dir: PathBuf,
+        /// The site (created on its first deploy).
+        #[arg(long)]
+        site: SiteId,
+        /// A domain the site answers on (repeatable).
+        #[arg(long = "domain")]
+        domains: Vec<Domain>,
+        /// A note kept with the deployment.
+        #[arg(long)]
+        message: Option<String>,
+        /// Upload and record it, but leave the active deployment as it is.
+        #[arg(long)]
+        no_activate: bool,
+        /// Activate only once every replica bucket holds every blob.
+        #[arg(long)]
+        wait_replicas: bool,
+        /// How long --wait-replicas waits, in seconds.
+        #[arg(long, default_value_t = 120)]
+        wait_timeout: u64,
+        /// Print the result as JSON.
+        #[arg(long)]
+        json: bool,
+        /// No progress output.
+        #[arg(long)]
+        quiet: bool,
+    },
+    /// Activate an earlier deployment (the previous one unless --to names one).
+    Rollback {
+        /// The site.
+        #[arg(long)]
+        site: SiteId,
+        /// The deployment to activate.
+        #[arg(long)]
+        to: Option<DeploymentId>,
+    },
+    /// Per region: the active deployment, revision and health.
+    Status {
+        /// Only this site.
+        #[arg(long)]
+        site: Option<SiteId>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List the sites.
+    Sites {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Add or remove a site's domains.
+    Domains {
+        #[command(subcommand)]
+        action: DomainAction,
+    },
+    /// Check that every blob of every active deployment is in every region.
+    Verify {
+        /// Copy what is missing from the primary region.
+        #[arg(long)]
+        repair: bool,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Operator actions on a region.
+    Region {
+        #[command(subcommand)]
+        action: RegionAction,
+    },
+    /// Local multi-region mode.
+    Local {
+        #[command(subcommand)]
+        action: LocalAction,
+    },
+}
+
+/// `domains` actions.
+#[derive(Subcommand, Debug)]
+pub enum DomainAction {
+    /// Add domains to a site.
+    Add {
+        /// The site.
+        #[arg(long)]
+        site: SiteId,
+        /// The domains.
+        #[arg(required = true)]
+        domains: Vec<Domain>,
+    },
+    /// Remove domains from a site.
+    Remove {
+        /// The site.
+        #[arg(long)]
+        site: SiteId,
+        /// The domains.
+        #[arg(required = true)]
+        domains: Vec<Domain>,
+    },
+}
+
+/// `region` actions.
+#[derive(Subcommand, Debug)]
+pub enum RegionAction {
+    /// Drain (`on`) or restore (`off`) a region: its health check answers 503 while on.
+    Maintenance {
+        /// The region.
+        region: String,
+        /// `on` or `off`.
+        #[arg(value_parser = ["on", "off"])]
+        state: String,
+    },
+}
+
+/// `local` actions.
+#[derive(Subcommand, Debug)]
+pub enum LocalAction {
+    /// Run every region, the replication pipeline and the edge router on this machine.
+    Up {
+        /// The state folder.
+        #[arg(long, default_value = ".skyhost")]
+        dir: PathBuf,
+        /// The edge router's port; origins listen on the ports right after it.
+        #[arg(long, default_value_t = 8080)]
+        port: u16,
+        /// Regions, primary first.
+        #[arg(long, value_delimiter = ',', default_values_t = DEFAULT_REGIONS.iter().map(|s| s.to_string()))]
+        regions: Vec<String>,
+        /// Delay each answer by the simulated round trip between visitor and region.
+        #[arg(long)]
+        emulate_latency: bool,
+        /// Milliseconds between health checks.
+        #[arg(long, default_value_t = 2000)]
+        health_interval_ms: u64,
+        /// Failed checks in a row before a region is taken out.
+        #[arg(long, default_value_t = 3)]
+        failure_threshold: u32,
+        /// Each origin's in-process cache, in bytes.
+        #[arg(long, default_value_t = 64 * 1024 * 1024)]
+        cache_bytes: u64,
+    },
+    /// Put a region in maintenance (failover drill).
+    Fail {
+        /// The region.
+        region: String,
+        /// The state folder.
+        #[arg(long, default_value = ".skyhost")]
+        dir: PathBuf,
+    },
+    /// Take a region out of maintenance.
+    Heal {
+        /// The region.
+        region: String,
+        /// The state folder.
+        #[arg(long, default_value = ".skyhost")]
+        dir: PathBuf,
+    },
+}
+
+/// Parses, runs, and turns errors into a message and exit code 1.
+pub fn main(cli: Cli) -> ExitCode {
+    let log_json = std::env::var("SKYHOST_LOG_JSON").is_ok_and(|v| v == "1");
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let sub = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if log_json {
+        sub.json().init();
+    } else {
+        sub.init();
+    }
+    let rt = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn backend(cli: &Cli) -> Result<Backend> {
+    match &cli.local {
+        Some(dir) => Backend::local(dir),
+        None => Backend::aws(&cli.aws).await,
+    }
+}
+
+fn print_json<T: serde::Serialize>(v: &T) -> Result<()> {
+    println!("{}", serde_json::to_string_pretty(v)?);
+    Ok(())
+}
+
+async fn run(cli: Cli) -> Result<ExitCode> {
+    match &cli.command {
+        Command::Deploy {
+            dir,
+            site,
+            domains,
+            message,
+            no_activate,
+            wait_replicas,
+            wait_timeout,
+            json,
+            quiet,
+        } => {
+            let b = backend(&cli).await?;
+            let report = deploy(
+                &b,
+                &DeployOptions {
+                    dir: dir.clone(),
+                    site: site.clone(),
+                    domains: domains.clone(),
+                    message: message.clone(),
+                    activate: !no_activate,
+                    wait_replicas: *wait_replicas,
+                    wait_timeout: Duration::from_secs(*wait_timeout),
+                    quiet: *quiet || *json,
+                },
+            )
+            .await
+            .with_context(|| format!("deploying {} to site {site}", dir.display()))?;
+            if *json {
+                print_json(&report)?;
+            } else {
+                println!("deployment {} of site {site}", report.deployment);
+                println!(
+                    "  {} files: {} uploaded, {} reused ({} blobs, {} bytes uploaded incl. precompressed variants)",
+                    report.files,
+                    report.files_uploaded,
+                    report.files_reused,
+                    report.uploaded,
+                    report.bytes_uploaded
+                );
+                match &report.site {
+                    Some(s) if s.active.as_ref() == Some(&report.deployment) => {
+                        println!("  active (revision {})", s.revision)
+                    }
+                    _ => println!(
+                        "  not active; activate it with `skyhost rollback --site {site} --to {}`",
+                        report.deployment
+                    ),
+                }
+                if let Some(url) = &b.public_url {
+                    let domains = report
+                        .site
+                        .as_ref()
+                        .map(|s| s.domains.clone())
+                        .unwrap_or_default();
+                    match domains.first() {
+                        Some(d) => println!("  url {url}/  (Host: {d})"),
+                        None => println!("  url {url}/  (add a domain with --domain to reach it)"),
+                    }
+                }
+            }
+        }
+        Command::Rollback { site, to } => {
+            let b = backend(&cli).await?;
+            let s = crate::rollback::rollback(&b, site, to.as_ref()).await?;
+            println!(
+                "site {site} now serves {} (revision {})",
+                s.active.as_ref().map(|d| d.as_str()).unwrap_or("-"),
+                s.revision
+            );
+        }
+        Command::Status { site, json } => {
+            let b = backend(&cli).await?;
+            let st = crate::status::status(&b, site.as_ref()).await?;
+            if *json {
+                print_json(&st)?;
+            } else {
+                print!("{}", crate::status::render(&st));
+            }
+        }
+        Command::Sites { json } => {
+            let b = backend(&cli).await?;
+            let sites = b.meta.sites().await?;
+            if *json {
+                print_json(&sites)?;
+            } else {
+                for s in &sites {
+                    println!(
+                        "{:<24} revision {:<5} active {:<26} {}",
+                        s.id,
+                        s.revision,
+                        s.active.as_ref().map(|d| d.as_str()).unwrap_or("-"),
+                        s.domains
+                            .iter()
+                            .map(|d| d.as_str())
+                            .collect::<Vec<_>>()
+                            .join(",")
+                    );
+                }
+                if sites.is_empty() {
+                    println!("no sites yet");
+                }
+            }
+        }
+        Command::Domains { action } => {
+            let b = backend(&cli).await?;
+            let (site, add, remove): (&SiteId, &[Domain], &[Domain]) = match action {
+                DomainAction::Add { site, domains } => (site, domains, &[]),
+                DomainAction::Remove { site, domains } => (site, &[], domains),
+            };
+            if matches!(action, DomainAction::Remove { .. }) && b.meta.site(site).await?.is_none() {
+                anyhow::bail!("site {site} does not exist");
+            }
+            let s = crate::activate::update_site(
+                b.meta.as_ref(),
+                site,
+                crate::activate::Change {
+                    activate: None,
+                    add_domains: add,
+                    remove_domains: remove,
+                },
+            )
+            .await?;
+            println!(
+                "site {site} domains: {} (revision {})",
+                s.domains
+                    .iter()
+                    .map(|d| d.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                s.revision
+            );
+        }
+        Command::Verify { repair, json } => {
+            let b = backend(&cli).await?;
+            let gaps = crate::verify::verify(&b, *repair).await?;
+            if *json {
+                print_json(&gaps)?;
+            } else if gaps.is_empty() {
+                println!("every region holds every blob of every active deployment");
+            } else {
+                for g in &gaps {
+                    println!(
+                        "site {} region {}: {} missing{}",
+                        g.site,
+                        g.region,
+                        g.missing.len(),
+                        if *repair {
+                            format!(", {} repaired", g.repaired)
+                        } else {
+                            String::new()
+                        }
+                    );
+                    for k in g.missing.iter().take(10) {
+                        println!("    {k}");
+                    }
+                }
+            }
+            let unrepaired = gaps.iter().any(|g| g.repaired < g.missing.len());
+            if unrepaired {
+                return Ok(ExitCode::FAILURE);
+            }
+        }
+        Command::Region {
+            action: RegionAction::Maintenance { region, state },
+        } => {
+            let on = state == "on";
+            crate::status::set_maintenance(&backend(&cli).await?, region, on).await?;
+            println!(
+                "region {region} maintenance {state}{}",
+                if on {
+                    ": its health check answers 503 and visitors move to the next closest healthy region"
+                } else {
+                    ""
+                }
+            );
+        }
+        Command::Local { action } => match action {
+            LocalAction::Up {
+                dir,
+                port,
+                regions,
+                emulate_latency,
+                health_interval_ms,
+                failure_threshold,
+                cache_bytes,
+            } => {
+                up(UpOptions {
+                    dir: dir.clone(),
+                    port: *port,
+                    regions: regions.clone(),
+                    emulate_latency: *emulate_latency,
+                    health_interval: Duration::from_millis((*health_interval_ms).max(10)),
+                    threshold: *failure_threshold,
+                    cache_bytes: *cache_bytes,
+                })
+                .await?;
+            }
+            LocalAction::Fail { region, dir } => {
+                crate::status::set_maintenance(&Backend::local(dir)?, region, true)
+                    .await
+                    .context("setting the maintenance flag")?;
+                println!("region {region} is in maintenance: its health check answers 503 and visitors move to the next closest region");
+            }
+            LocalAction::Heal { region, dir } => {
+                crate::status::set_maintenance(&Backend::local(dir)?, region, false)
+                    .await
+                    .context("clearing the maintenance flag")?;
+                println!("region {region} is out of maintenance");
+            }
+        },
+    }
+    Ok(ExitCode::SUCCESS)
+}

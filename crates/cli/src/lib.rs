@@ -1,0 +1,13 @@
+//! The `skyhost` command: deploy, rollback, status, sites, domains, verify, and local
+//! multi-region mode. Every command runs against AWS or, with `--local DIR`, against the
+//! embedded backends of local mode — the same code for both.
+
+pub mod activate;
+pub mod backend;
+pub mod cli;
+pub mod deploy;
+pub mod local;
+pub mod progress;
+pub mod rollback;
+pub mod status;
+pub mod verify;

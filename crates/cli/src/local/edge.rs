@@ -1,0 +1,230 @@
+//! The local edge router: plays Route 53 latency routing with health checks. It answers
+//! each request from the healthy region nearest to the simulated client
+//! (`X-Skyhost-Client-Region`), checks every region's `/_skyhost/health`, and moves
+//! traffic away after `threshold` failed checks in a row (and back after as many
+//! successes).
+
+use super::latency;
+use bytes::Bytes;
+use futures::TryStreamExt;
+use http_body_util::{combinators::BoxBody, BodyExt, Full, StreamBody};
+use hyper::body::Frame;
+use hyper_util::rt::TokioIo;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The header naming the simulated client's region.
+pub const CLIENT_REGION: &str = "x-skyhost-client-region";
+
+type Body = BoxBody<Bytes, std::io::Error>;
+
+/// One region behind the router.
+pub struct Target {
+    /// The region.
+    pub region: String,
+    /// Its origin's base URL.
+    pub base: String,
+    healthy: AtomicBool,
+    fails: AtomicU32,
+    oks: AtomicU32,
+}
+
+/// Router settings.
+#[derive(Clone, Debug)]
+pub struct EdgeOptions {
+    /// Time between health checks.
+    pub interval: Duration,
+    /// Consecutive results that flip a region's health.
+    pub threshold: u32,
+    /// Delay each answer by the simulated round trip.
+    pub emulate_latency: bool,
+}
+
+/// The router's state.
+pub struct Edge {
+    targets: Vec<Target>,
+    regions: Vec<String>,
+    opts: EdgeOptions,
+    client: reqwest::Client,
+}
+
+impl Edge {
+    /// A router over `(region, base url)` pairs; the first is the default client region.
+    pub fn new(targets: Vec<(String, String)>, opts: EdgeOptions) -> anyhow::Result<Arc<Self>> {
+        let client = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .connect_timeout(Duration::from_secs(2))
+            .pool_max_idle_per_host(64)
+            .build()?;
+        Ok(Arc::new(Edge {
+            regions: targets.iter().map(|(r, _)| r.clone()).collect(),
+            targets: targets
+                .into_iter()
+                .map(|(region, base)| Target {
+                    region,
+                    base,
+                    healthy: AtomicBool::new(true),
+                    fails: AtomicU32::new(0),
+                    oks: AtomicU32::new(0),
+                })
+                .collect(),
+            opts,
+            client,
+        }))
+    }
+
+    /// Whether region `i` is taking traffic.
+    pub fn healthy(&self, i: usize) -> bool {
+        self.targets[i].healthy.load(Ordering::Relaxed)
+    }
+
+    /// Checks every region once and applies the threshold.
+    pub async fn check_once(&self) {
+        let checks = self.targets.iter().map(|t| async move {
+            let ok = matches!(
+                self.client
+                    .get(format!("{}/_skyhost/health", t.base))
+                    .timeout(self.opts.interval.max(Duration::from_millis(500)))
+                    .send()
+                    .await,
+                Ok(r) if r.status().is_success()
+            );
+            let th = self.opts.threshold.max(1);
+            if ok {
+                t.fails.store(0, Ordering::Relaxed);
+                if t.oks.fetch_add(1, Ordering::Relaxed) + 1 >= th && !t.healthy.swap(true, Ordering::Relaxed) {
+                    tracing::info!(region = %t.region, "region healthy again; taking traffic");
+                }
+            } else {
+                t.oks.store(0, Ordering::Relaxed);
+                if t.fails.fetch_add(1, Ordering::Relaxed) + 1 >= th && t.healthy.swap(false, Ordering::Relaxed) {
+                    tracing::warn!(region = %t.region, "region failed {th} health checks; traffic moves away");
+                }
+            }
+        });
+        futures::future::join_all(checks).await;
+    }
+
+    /// Checks health every interval until `stop` fires.
+    pub async fn health_loop(self: Arc<Self>, mut stop: tokio::sync::watch::Receiver<bool>) {
+        let mut tick = tokio::time::interval(self.opts.interval);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => self.check_once().await,
+                _ = stop.changed() => return,
+            }
+        }
+    }
+
+    /// The region a client in `client` is sent to: the nearest healthy one.
+    pub fn route(&self, client: &str) -> Option<usize> {
+        latency::nearest_first(client, &self.regions)
+            .into_iter()
+            .find(|&i| self.healthy(i))
+    }
+
+    fn plain(status: u16, msg: &str) -> http::Response<Body> {
+        let mut r = http::Response::new(
+            Full::new(Bytes::from(msg.to_owned()))
+                .map_err(|never| match never {})
+                .boxed(),
+        );
+        *r.status_mut() =
+            http::StatusCode::from_u16(status).unwrap_or(http::StatusCode::BAD_GATEWAY);
+        r
+    }
+
+    /// Answers one request through the chosen region.
+    pub async fn forward(&self, req: http::Request<hyper::body::Incoming>) -> http::Response<Body> {
+        let client_region = req
+            .headers()
+            .get(CLIENT_REGION)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+            .unwrap_or_else(|| self.regions[0].clone());
+        let Some(i) = self.route(&client_region) else {
+            return Self::plain(503, "no healthy region\n");
+        };
+        let t = &self.targets[i];
+        if self.opts.emulate_latency {
+            let ms = latency::rtt_ms(&client_region, &t.region);
+            tokio::time::sleep(Duration::from_millis(u64::from(ms))).await;
+        }
+        let (parts, body) = req.into_parts();
+        let body = match body.collect().await {
+            Ok(b) => b.to_bytes(),
+            Err(_) => return Self::plain(400, "could not read the request body\n"),
+        };
+        let path = parts
+            .uri
+            .path_and_query()
+            .map(|p| p.as_str())
+            .unwrap_or("/");
+        let mut out = self
+            .client
+            .request(parts.method.clone(), format!("{}{path}", t.base))
+            .body(body);
+        for (name, value) in &parts.headers {
+            if !is_hop_by_hop(name.as_str()) {
+                out = out.header(name, value);
+            }
+        }
+        match out.send().await {
+            Ok(resp) => {
+                let mut b = http::Response::builder().status(resp.status());
+                for (name, value) in resp.headers() {
+                    if !is_hop_by_hop(name.as_str()) {
+                        b = b.header(name, value);
+                    }
+                }
+                b = b.header("x-skyhost-edge", format!("{client_region}->{}", t.region));
+                let stream = resp
+                    .bytes_stream()
+                    .map_ok(Frame::data)
+                    .map_err(std::io::Error::other);
+                b.body(BodyExt::boxed(StreamBody::new(stream)))
+                    .unwrap_or_else(|_| Self::plain(502, "bad upstream response\n"))
+            }
+            Err(e) => Self::plain(502, &format!("region {} did not answer: {e}\n", t.region)),
+        }
+    }
+}
+
+fn is_hop_by_hop(name: &str) -> bool {
+    matches!(
+        name,
+        "connection"
+            | "keep-alive"
+            | "proxy-connection"
+            | "te"
+            | "trailer"
+            | "transfer-encoding"
+            | "upgrade"
+            | "content-length"
+    )
+}
+
+/// Serves the router on `listener` until `stop` fires.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    edge: Arc<Edge>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) -> std::io::Result<()> {
+    loop {
+        let (stream, _) = tokio::select! {
+            a = listener.accept() => a?,
+            _ = stop.changed() => return Ok(()),
+        };
+        let edge = edge.clone();
+        tokio::spawn(async move {
+            let svc = hyper::service::service_fn(move |req| {
+                let edge = edge.clone();
+                async move { Ok::<_, std::convert::Infallible>(edge.forward(req).await) }
+            });
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), svc)
+                .await;
+        });
+    }
+}

@@ -1,0 +1,143 @@
+//! `skyhost status` and `skyhost sites`: what the table says and what each region
+//! actually serves, with its health.
+
+use crate::backend::Backend;
+use anyhow::Result;
+use serde::Serialize;
+use skyhost_meta::{RegionStatus, Site, SiteId};
+use std::time::Duration;
+
+/// One region's view.
+#[derive(Debug, Serialize)]
+pub struct RegionView {
+    /// The region.
+    pub region: String,
+    /// `healthy`, `unhealthy (503)`, `unreachable` or `unknown` (no endpoint).
+    pub health: String,
+    /// The deployment the region serves for the site (from `X-Skyhost-Deployment`).
+    pub serving: Option<String>,
+}
+
+/// A site's status.
+#[derive(Debug, Serialize)]
+pub struct SiteStatus {
+    /// The record in the table.
+    pub site: Site,
+    /// Per region.
+    pub regions: Vec<RegionView>,
+}
+
+async fn health(client: &reqwest::Client, endpoint: Option<&str>) -> String {
+    let Some(e) = endpoint else {
+        return "unknown".into();
+    };
+    match client.get(format!("{e}/_skyhost/health")).send().await {
+        Ok(r) if r.status().is_success() => "healthy".into(),
+        Ok(r) => format!("unhealthy ({})", r.status().as_u16()),
+        Err(_) => "unreachable".into(),
+    }
+}
+
+async fn serving(client: &reqwest::Client, endpoint: Option<&str>, site: &Site) -> Option<String> {
+    let host = site.domains.first()?;
+    let r = client
+        .head(format!("{}/", endpoint?))
+        .header("host", host.as_str())
+        .send()
+        .await
+        .ok()?;
+    r.headers()
+        .get("x-skyhost-deployment")?
+        .to_str()
+        .ok()
+        .map(str::to_owned)
+}
+
+/// The status of one site or of every site.
+pub async fn status(backend: &Backend, site: Option<&SiteId>) -> Result<Vec<SiteStatus>> {
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()?;
+    let sites = match site {
+        Some(id) => match backend.meta.site(id).await? {
+            Some(s) => vec![s],
+            None => anyhow::bail!("site {id} does not exist"),
+        },
+        None => backend.meta.sites().await?,
+    };
+    let mut out = Vec::new();
+    for s in sites {
+        let mut regions = Vec::new();
+        for r in backend.regions() {
+            regions.push(RegionView {
+                region: r.name.clone(),
+                health: health(&client, r.endpoint.as_deref()).await,
+                serving: serving(&client, r.endpoint.as_deref(), &s).await,
+            });
+        }
+        out.push(SiteStatus { site: s, regions });
+    }
+    Ok(out)
+}
+
+/// Renders statuses as a table.
+pub fn render(statuses: &[SiteStatus]) -> String {
+    let mut out = String::new();
+    for s in statuses {
+        out.push_str(&format!(
+            "site {}  revision {}  active {}  domains {}\n",
+            s.site.id,
+            s.site.revision,
+            s.site.active.as_ref().map(|d| d.as_str()).unwrap_or("-"),
+            if s.site.domains.is_empty() {
+                "-".to_owned()
+            } else {
+                s.site
+                    .domains
+                    .iter()
+                    .map(|d| d.as_str())
+                    .collect::<Vec<_>>()
+                    .join(",")
+            }
+        ));
+        out.push_str(&format!(
+            "  {:<16} {:<18} {}\n",
+            "REGION", "HEALTH", "SERVING"
+        ));
+        for r in &s.regions {
+            let mark = match (&r.serving, &s.site.active) {
+                (Some(a), Some(b)) if a == b.as_str() => "",
+                (Some(_), Some(_)) => "  (behind)",
+                _ => "",
+            };
+            out.push_str(&format!(
+                "  {:<16} {:<18} {}{}\n",
+                r.region,
+                r.health,
+                r.serving.as_deref().unwrap_or("-"),
+                mark
+            ));
+        }
+    }
+    if statuses.is_empty() {
+        out.push_str("no sites yet: deploy one with `skyhost deploy DIR --site NAME`\n");
+    }
+    out
+}
+
+/// Sets or clears a region's maintenance flag: its health check answers 503, so Route 53
+/// (or the local edge router) moves its visitors to the next closest healthy region.
+pub async fn set_maintenance(backend: &Backend, region: &str, on: bool) -> Result<()> {
+    if !backend.regions().any(|r| r.name == region) {
+        let names: Vec<&str> = backend.regions().map(|r| r.name.as_str()).collect();
+        anyhow::bail!("region {region} is not one of {}", names.join(", "));
+    }
+    backend
+        .meta
+        .set_region_status(&RegionStatus {
+            region: region.to_owned(),
+            maintenance: on,
+        })
+        .await?;
+    Ok(())
+}

@@ -1,0 +1,232 @@
+//! `skyhost deploy`, `rollback` and `verify` against the AWS adapters on a moto server:
+//! the same code local mode runs, on DynamoDB and S3.
+
+use skyhost_cli::backend::{AwsOptions, Backend};
+use skyhost_cli::deploy::{deploy, DeployOptions};
+use skyhost_meta::blob::s3::S3BlobStore;
+use skyhost_meta::store::dynamodb::DynamoStore;
+use skyhost_meta::{keys, Manifest, SiteId};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+const REGIONS: [&str; 3] = ["us-west-2", "eu-central-1", "ap-southeast-1"];
+
+fn unique(p: &str) -> String {
+    format!("{p}-{:08x}", rand::random::<u32>())
+}
+
+async fn backend() -> Backend {
+    std::env::var("AWS_ENDPOINT_URL").expect(
+        "AWS_ENDPOINT_URL is not set: run the suite with `make test`, which starts a moto server",
+    );
+    let table = unique("sites");
+    let conf = skyhost_meta::config::aws(REGIONS[0]).await;
+    DynamoStore::new(skyhost_meta::config::dynamodb(&conf), &table)
+        .ensure_table()
+        .await
+        .unwrap();
+    let mut buckets = Vec::new();
+    for r in REGIONS {
+        let name = unique(&format!("skyhost-{r}"));
+        let conf = skyhost_meta::config::aws(r).await;
+        S3BlobStore::new(skyhost_meta::config::s3(&conf), &name)
+            .ensure_bucket(r)
+            .await
+            .unwrap();
+        buckets.push(format!("{r}={name}"));
+    }
+    Backend::aws(&AwsOptions {
+        primary_region: Some(REGIONS[0].into()),
+        table: Some(table),
+        buckets: Some(buckets.join(",")),
+        ..Default::default()
+    })
+    .await
+    .unwrap()
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let dest = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &dest);
+        } else {
+            std::fs::copy(e.path(), dest).unwrap();
+        }
+    }
+}
+
+fn example(tmp: &Path) -> PathBuf {
+    let dir = tmp.join("site");
+    copy_dir(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/site"),
+        &dir,
+    );
+    dir
+}
+
+fn opts(dir: &Path) -> DeployOptions {
+    DeployOptions {
+        dir: dir.to_owned(),
+        site: SiteId::parse("shop").unwrap(),
+        domains: vec![skyhost_meta::Domain::parse("shop.example").unwrap()],
+        message: Some("test".into()),
+        activate: true,
+        wait_replicas: false,
+        wait_timeout: Duration::from_secs(1),
+        quiet: true,
+    }
+}
+
+async fn manifest(
+    b: &Backend,
+    site: &SiteId,
+    d: &skyhost_meta::DeploymentId,
+) -> (Manifest, String) {
+    let body = b
+        .primary
+        .bucket
+        .get(&keys::manifest(site, d), None)
+        .await
+        .unwrap()
+        .unwrap()
+        .collect()
+        .await
+        .unwrap();
+    let text = String::from_utf8(body.to_vec()).unwrap();
+    (serde_json::from_str(&text).unwrap(), text)
+}
+
+#[tokio::test]
+async fn deploys_incrementally_and_atomically() {
+    let b = backend().await;
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = example(tmp.path());
+    let site = SiteId::parse("shop").unwrap();
+
+    let first = deploy(&b, &opts(&dir)).await.unwrap();
+    assert_eq!(
+        (first.files, first.files_uploaded, first.files_reused),
+        (10, 10, 0)
+    );
+    let s = first.site.clone().unwrap();
+    assert_eq!(s.active.as_ref(), Some(&first.deployment));
+    assert_eq!(s.revision, 1);
+    let (m, _) = manifest(&b, &site, &first.deployment).await;
+    let index = m.file("/index.html").unwrap();
+    assert_eq!(index.content_type, "text/html; charset=utf-8");
+    assert!(!index.encodings.is_empty(), "HTML is precompressed");
+    assert!(m.file("/_redirects").is_none(), "rule files are not served");
+    assert!(!m.rules.redirects.is_empty());
+    // Every blob the manifest names is in the primary bucket.
+    for k in m.blob_keys() {
+        assert!(b.primary.bucket.head(&k).await.unwrap().is_some(), "{k}");
+    }
+
+    // Nothing changed: nothing uploaded.
+    let again = deploy(&b, &opts(&dir)).await.unwrap();
+    assert_eq!((again.files_uploaded, again.uploaded), (0, 0), "{again:?}");
+    assert_eq!(again.site.unwrap().revision, 2);
+
+    // A bad rule fails the deploy with file, line and reason; nothing becomes visible.
+    std::fs::write(dir.join("_redirects"), "/ok /fine 301\n/bad /x 999\n").unwrap();
+    let err = deploy(&b, &opts(&dir)).await.unwrap_err().to_string();
+    assert!(err.contains("_redirects:2:"), "{err}");
+    assert!(err.contains("nothing was deployed"), "{err}");
+    let now = b.meta.site(&site).await.unwrap().unwrap();
+    assert_eq!(now.revision, 2);
+    assert_eq!(b.meta.deployments(&site).await.unwrap().len(), 2);
+}
+
+#[tokio::test]
+async fn basic_auth_passwords_never_stored_in_plain_text() {
+    let b = backend().await;
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = example(tmp.path());
+    std::fs::write(
+        dir.join("_headers"),
+        "/private/*\n  Basic-Auth: alice:correct-horse-battery\n",
+    )
+    .unwrap();
+    let r = deploy(&b, &opts(&dir)).await.unwrap();
+    let (m, text) = manifest(&b, &SiteId::parse("shop").unwrap(), &r.deployment).await;
+    assert!(
+        !text.contains("correct-horse-battery"),
+        "plain password in the manifest"
+    );
+    assert!(text.contains("$argon2id$"), "argon2id hash stored");
+    let rule = m.rules.auth_for("/private/x").expect("auth rule kept");
+    use base64::Engine;
+    let ok = format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode("alice:correct-horse-battery")
+    );
+    assert!(matches!(
+        rule.verify(Some(&ok)),
+        skyhost_rules::AuthOutcome::Granted { .. }
+    ));
+}
+
+#[tokio::test]
+async fn wait_replicas_then_verify_repair_and_rollback() {
+    let b = backend().await;
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = example(tmp.path());
+    let site = SiteId::parse("shop").unwrap();
+    let first = deploy(&b, &opts(&dir)).await.unwrap();
+
+    // No copier runs here: --wait-replicas gives up and leaves the deployment inactive.
+    std::fs::write(dir.join("about.html"), "<h1>new about</h1>").unwrap();
+    let mut o = opts(&dir);
+    o.wait_replicas = true;
+    let err = deploy(&b, &o).await.unwrap_err().to_string();
+    assert!(err.contains("NOT active"), "{err}");
+    assert_eq!(
+        b.meta.site(&site).await.unwrap().unwrap().active.as_ref(),
+        Some(&first.deployment)
+    );
+
+    // Anti-entropy finds the replicas empty and repairs them from the primary.
+    let gaps = skyhost_cli::verify::verify(&b, false).await.unwrap();
+    assert_eq!(gaps.len(), 2, "both replicas lack the active deployment");
+    assert!(gaps
+        .iter()
+        .all(|g| g.repaired == 0 && !g.missing.is_empty()));
+    let fixed = skyhost_cli::verify::verify(&b, true).await.unwrap();
+    assert!(fixed.iter().all(|g| g.repaired == g.missing.len()));
+    assert!(skyhost_cli::verify::verify(&b, false)
+        .await
+        .unwrap()
+        .is_empty());
+
+    // The waiting deploy now succeeds once the replicas hold everything it needs.
+    let pending = b.meta.deployments(&site).await.unwrap()[0].id.clone();
+    let repaired_all = async {
+        for r in &b.replicas {
+            let (m, _) = manifest(&b, &site, &pending).await;
+            for k in skyhost_cli::deploy::needed_keys(&m) {
+                r.bucket
+                    .copy_from(b.primary.bucket.as_ref(), &k)
+                    .await
+                    .unwrap();
+            }
+        }
+    };
+    repaired_all.await;
+    let s = skyhost_cli::rollback::rollback(&b, &site, Some(&pending))
+        .await
+        .unwrap();
+    assert_eq!(s.active.as_ref(), Some(&pending));
+    // Rollback without --to goes back to the one before.
+    let s = skyhost_cli::rollback::rollback(&b, &site, None)
+        .await
+        .unwrap();
+    assert_eq!(s.active.as_ref(), Some(&first.deployment));
+    let err = skyhost_cli::rollback::rollback(&b, &site, None)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("no deployment older"), "{err}");
+}

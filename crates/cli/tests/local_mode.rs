@@ -1,0 +1,293 @@
+//! Drives the built `skyhost` binary through local multi-region mode: `local up`, deploy,
+//! a visitor in each region answered by that region, an incremental re-deploy served by
+//! every region within a second, a rollback, and a failover drill.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_skyhost");
+const REGIONS: [&str; 3] = ["us-west-2", "eu-central-1", "ap-southeast-1"];
+const HEALTH_MS: u64 = 300;
+
+struct Running(Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.0.id().to_string())
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.0.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.0.kill();
+    }
+}
+
+/// A port P with P..=P+3 all free.
+fn free_ports() -> u16 {
+    for _ in 0..200 {
+        let p: u16 = 20000 + (rand_u16() % 30000);
+        if (0..4).all(|i| std::net::TcpListener::bind(("127.0.0.1", p + i)).is_ok()) {
+            return p;
+        }
+    }
+    panic!("no free port range");
+}
+
+fn rand_u16() -> u16 {
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    (t ^ (std::process::id() << 7)) as u16
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let dest = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &dest);
+        } else {
+            std::fs::copy(e.path(), dest).unwrap();
+        }
+    }
+}
+
+fn skyhost(args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(BIN).args(args).output().expect("run skyhost");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn deploy(state: &Path, site_dir: &Path) -> serde_json::Value {
+    let (ok, out, err) = skyhost(&[
+        "--local",
+        state.to_str().unwrap(),
+        "deploy",
+        site_dir.to_str().unwrap(),
+        "--site",
+        "demo",
+        "--domain",
+        "demo.test",
+        "--json",
+    ]);
+    assert!(ok, "deploy failed: {err}");
+    serde_json::from_str(&out).unwrap_or_else(|e| panic!("deploy output {out:?}: {e}"))
+}
+
+struct Answer {
+    status: u16,
+    region: String,
+    deployment: String,
+    body: String,
+}
+
+async fn get(c: &reqwest::Client, url: &str, client_region: Option<&str>) -> Option<Answer> {
+    let mut req = c.get(url).header("host", "demo.test");
+    if let Some(r) = client_region {
+        req = req.header("x-skyhost-client-region", r);
+    }
+    let r = req.send().await.ok()?;
+    let h = |n: &str| {
+        r.headers()
+            .get(n)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_owned()
+    };
+    let (status, region, deployment) = (
+        r.status().as_u16(),
+        h("x-skyhost-region"),
+        h("x-skyhost-deployment"),
+    );
+    Some(Answer {
+        status,
+        region,
+        deployment,
+        body: r.text().await.ok()?,
+    })
+}
+
+/// Polls until `ok` holds; returns how long it took, or panics after `limit`.
+async fn until<F, Fut>(limit: Duration, what: &str, mut ok: F) -> Duration
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let start = Instant::now();
+    loop {
+        if ok().await {
+            return start.elapsed();
+        }
+        assert!(
+            start.elapsed() < limit,
+            "timed out after {limit:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn local_multi_region_end_to_end() {
+    let tmp = tempfile::tempdir().unwrap();
+    let state: PathBuf = tmp.path().join("state");
+    let site = tmp.path().join("site");
+    copy_dir(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/site"),
+        &site,
+    );
+    let port = free_ports();
+    let child = Command::new(BIN)
+        .args([
+            "local",
+            "up",
+            "--dir",
+            state.to_str().unwrap(),
+            "--port",
+            &port.to_string(),
+            "--health-interval-ms",
+            &HEALTH_MS.to_string(),
+        ])
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("start local up");
+    let _running = Running(child);
+    let c = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let edge = format!("http://127.0.0.1:{port}/");
+    until(Duration::from_secs(20), "the edge router", || async {
+        c.get(&edge).send().await.is_ok()
+    })
+    .await;
+
+    // First deploy: every file is new.
+    let first = deploy(&state, &site);
+    let d1 = first["deployment"].as_str().unwrap().to_owned();
+    assert_eq!(first["files"], 10, "{first}");
+    assert_eq!(first["files_uploaded"], 10, "{first}");
+    let index = std::fs::read_to_string(site.join("index.html")).unwrap();
+
+    // A visitor in each region is answered by that region.
+    for region in REGIONS {
+        until(Duration::from_secs(5), "the first deployment everywhere", || async {
+            matches!(get(&c, &edge, Some(region)).await, Some(a) if a.status == 200 && a.deployment == d1)
+        })
+        .await;
+        let a = get(&c, &edge, Some(region)).await.unwrap();
+        assert_eq!(a.region, region);
+        assert_eq!(a.body, index);
+    }
+
+    // One file changed: one file uploaded, served by every region within a second.
+    std::fs::write(
+        site.join("about.html"),
+        "<!doctype html><h1>About, changed</h1>\n".repeat(20),
+    )
+    .unwrap();
+    let second = deploy(&state, &site);
+    let deployed = Instant::now();
+    let d2 = second["deployment"].as_str().unwrap().to_owned();
+    assert_eq!(second["files_uploaded"], 1, "{second}");
+    assert_eq!(second["files_reused"], 9, "{second}");
+    let mut slowest = Duration::ZERO;
+    for (i, region) in REGIONS.iter().enumerate() {
+        let origin = format!("http://127.0.0.1:{}/about", port + 1 + i as u16);
+        until(Duration::from_secs(5), "the second deployment", || async {
+            matches!(get(&c, &origin, None).await, Some(a) if a.deployment == d2 && a.body.contains("About, changed"))
+        })
+        .await;
+        let took = deployed.elapsed();
+        println!("propagation: {region} serves {d2} {took:?} after activation");
+        slowest = slowest.max(took);
+    }
+    println!("propagation: every region within {slowest:?}");
+    assert!(
+        slowest < Duration::from_secs(1),
+        "propagation took {slowest:?}"
+    );
+
+    // Rollback: every region serves the first deployment again.
+    let (ok, out, err) = skyhost(&[
+        "--local",
+        state.to_str().unwrap(),
+        "rollback",
+        "--site",
+        "demo",
+    ]);
+    assert!(ok, "rollback: {err}");
+    assert!(out.contains(&d1), "{out}");
+    for (i, _) in REGIONS.iter().enumerate() {
+        let origin = format!("http://127.0.0.1:{}/about", port + 1 + i as u16);
+        until(Duration::from_secs(2), "the rollback", || async {
+            matches!(get(&c, &origin, None).await, Some(a) if a.deployment == d1 && !a.body.contains("changed"))
+        })
+        .await;
+    }
+
+    // Status shows every region serving the active deployment.
+    let (ok, out, err) = skyhost(&[
+        "--local",
+        state.to_str().unwrap(),
+        "status",
+        "--site",
+        "demo",
+        "--json",
+    ]);
+    assert!(ok, "status: {err}");
+    let st: serde_json::Value = serde_json::from_str(&out).unwrap();
+    for r in st[0]["regions"].as_array().unwrap() {
+        assert_eq!(r["health"], "healthy", "{r}");
+        assert_eq!(r["serving"], d1.as_str(), "{r}");
+    }
+
+    // Failover drill: the EU visitor moves to the next closest region (us-west-2)
+    // within three health intervals, and comes back after heal.
+    let three = Duration::from_millis(3 * HEALTH_MS + 250);
+    let (ok, _, err) = skyhost(&[
+        "local",
+        "fail",
+        "eu-central-1",
+        "--dir",
+        state.to_str().unwrap(),
+    ]);
+    assert!(ok, "fail: {err}");
+    let moved = until(Duration::from_secs(10), "failover", || async {
+        matches!(get(&c, &edge, Some("eu-central-1")).await, Some(a) if a.region == "us-west-2")
+    })
+    .await;
+    println!("failover: eu-central-1 visitor moved to us-west-2 after {moved:?}");
+    assert!(moved <= three, "failover took {moved:?}");
+    let a = get(&c, &edge, Some("eu-central-1")).await.unwrap();
+    assert_eq!((a.status, a.deployment.as_str()), (200, d1.as_str()));
+    let (ok, _, err) = skyhost(&[
+        "local",
+        "heal",
+        "eu-central-1",
+        "--dir",
+        state.to_str().unwrap(),
+    ]);
+    assert!(ok, "heal: {err}");
+    let back = until(Duration::from_secs(10), "heal", || async {
+        matches!(get(&c, &edge, Some("eu-central-1")).await, Some(a) if a.region == "eu-central-1")
+    })
+    .await;
+    println!("heal: eu-central-1 visitor back after {back:?}");
+    assert!(back <= three, "heal took {back:?}");
+
+    // Anti-entropy agrees that every region holds every blob.
+    let (ok, out, err) = skyhost(&["--local", state.to_str().unwrap(), "verify"]);
+    assert!(ok, "verify: {out} {err}");
+}

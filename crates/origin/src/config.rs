@@ -1,0 +1,158 @@
+//! The origin's configuration: read from the environment `template.yaml` sets (Lambda), or
+//! built directly (local mode, tests).
+
+use skyhost_meta::config::{env_opt, env_req, ConfigError};
+use std::time::Duration;
+
+/// Every environment variable [`OriginConfig::from_env`] reads.
+pub const ENV_VARS: &[&str] = &[
+    "SKYHOST_REGION",
+    "SKYHOST_PRIMARY_REGION",
+    "SKYHOST_TABLE",
+    "SKYHOST_BUCKET",
+    "SKYHOST_PRIMARY_BUCKET",
+    "SKYHOST_NOTIFY_SECRETS",
+    "SKYHOST_TRUST_FORWARDED_HOST",
+    "SKYHOST_CACHE_BYTES",
+    "REDIS_URL",
+];
+
+/// How an origin serves.
+#[derive(Clone)]
+pub struct OriginConfig {
+    /// The region answering (`X-Skyhost-Region`, the metrics' `Region` dimension).
+    pub region: String,
+    /// The primary region (sites table, primary bucket).
+    pub primary_region: String,
+    /// Sites table name (in the primary region); used by [`crate::Origin::from_env`].
+    pub table: String,
+    /// This region's bucket; used by [`crate::Origin::from_env`].
+    pub bucket: String,
+    /// The primary region's bucket; equal to `bucket` in the primary region.
+    pub primary_bucket: String,
+    /// Take the site host from `X-Forwarded-Host` (a trusted front such as CloudFront sets
+    /// it), and the client address from the entry that front appended to `X-Forwarded-For`.
+    pub trust_forwarded_host: bool,
+    /// HMAC secrets accepted on `/_skyhost/notify`.
+    pub notify_secrets: Vec<Vec<u8>>,
+    /// Bound of the in-process cache, in bytes; bodies up to an eighth of it are cached.
+    pub cache_bytes: u64,
+    /// The shared Redis tier, when configured (also holds basic-auth lockout counters).
+    pub redis_url: Option<String>,
+    /// Failed basic-auth attempts per client address and site before lockout.
+    pub auth_max_failures: u32,
+    /// Window in which failures count, and how long a lockout lasts.
+    pub auth_lockout: Duration,
+    /// How long an unknown host is remembered as unknown.
+    pub unknown_host_ttl: Duration,
+    /// How often a warm instance re-reads a site record it holds, in case it missed a
+    /// notification (the notification goes to one instance of the region).
+    pub site_refresh: Duration,
+    /// Write CloudWatch embedded-metric lines to stdout.
+    pub emit_metrics: bool,
+    /// Proxy rules' timeouts and whether site allowlists are honoured.
+    pub proxy: crate::proxy::ProxyConfig,
+}
+
+impl std::fmt::Debug for OriginConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never print the notification secrets.
+        f.debug_struct("OriginConfig")
+            .field("region", &self.region)
+            .field("primary_region", &self.primary_region)
+            .field("table", &self.table)
+            .field("bucket", &self.bucket)
+            .field("primary_bucket", &self.primary_bucket)
+            .field("trust_forwarded_host", &self.trust_forwarded_host)
+            .field("notify_secrets", &self.notify_secrets.len())
+            .field("cache_bytes", &self.cache_bytes)
+            .field("redis", &self.redis_url.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl OriginConfig {
+    /// A configuration for `region` with defaults: no secrets, 64 MiB cache, no Redis,
+    /// 5 failures per 10 minutes, metrics off.
+    pub fn new(region: impl Into<String>, primary_region: impl Into<String>) -> Self {
+        OriginConfig {
+            region: region.into(),
+            primary_region: primary_region.into(),
+            table: String::new(),
+            bucket: String::new(),
+            primary_bucket: String::new(),
+            trust_forwarded_host: false,
+            notify_secrets: Vec::new(),
+            cache_bytes: 64 * 1024 * 1024,
+            redis_url: None,
+            auth_max_failures: 5,
+            auth_lockout: Duration::from_secs(600),
+            unknown_host_ttl: Duration::from_secs(10),
+            site_refresh: Duration::from_secs(60),
+            emit_metrics: false,
+            proxy: crate::proxy::ProxyConfig::default(),
+        }
+    }
+
+    /// Reads the variables of [`ENV_VARS`]; every one but `REDIS_URL` is required.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        let mut c = OriginConfig::new(
+            env_req("SKYHOST_REGION")?,
+            env_req("SKYHOST_PRIMARY_REGION")?,
+        );
+        c.table = env_req("SKYHOST_TABLE")?;
+        c.bucket = env_req("SKYHOST_BUCKET")?;
+        c.primary_bucket = env_req("SKYHOST_PRIMARY_BUCKET")?;
+        c.notify_secrets = skyhost_meta::notify::parse_secrets(&env_req("SKYHOST_NOTIFY_SECRETS")?);
+        if c.notify_secrets.is_empty() {
+            return Err(ConfigError("SKYHOST_NOTIFY_SECRETS lists no secret".into()));
+        }
+        c.trust_forwarded_host = parse_bool(
+            "SKYHOST_TRUST_FORWARDED_HOST",
+            &env_req("SKYHOST_TRUST_FORWARDED_HOST")?,
+        )?;
+        let bytes = env_req("SKYHOST_CACHE_BYTES")?;
+        c.cache_bytes = bytes.trim().parse().map_err(|_| {
+            ConfigError(format!(
+                "SKYHOST_CACHE_BYTES must be a number of bytes, not {bytes:?}"
+            ))
+        })?;
+        c.redis_url = env_opt("REDIS_URL");
+        c.emit_metrics = true;
+        Ok(c)
+    }
+
+    /// The largest body the cache keeps (the in-process tier keeps up to an eighth).
+    pub fn max_cached_body(&self) -> u64 {
+        self.cache_bytes / 8
+    }
+}
+
+fn parse_bool(name: &str, v: &str) -> Result<bool, ConfigError> {
+    match v.trim() {
+        "true" => Ok(true),
+        "false" => Ok(false),
+        other => Err(ConfigError(format!(
+            "{name} must be \"true\" or \"false\", not {other:?}"
+        ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn booleans() {
+        assert!(parse_bool("X", "true").unwrap());
+        assert!(!parse_bool("X", " false ").unwrap());
+        assert!(parse_bool("X", "yes").is_err());
+    }
+
+    #[test]
+    fn debug_hides_secrets() {
+        let mut c = OriginConfig::new("us-west-2", "us-west-2");
+        c.notify_secrets = vec![b"hunter2".to_vec()];
+        assert!(!format!("{c:?}").contains("hunter2"));
+    }
+}

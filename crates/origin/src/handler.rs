@@ -1,0 +1,928 @@
+//! The request handler shared by the Lambda main and local mode: routes `/_skyhost/`,
+//! resolves the site, applies its rules and serves files through the data path.
+//!
+//! Order for a site request: host → site → manifest → path decode → basic auth →
+//! `_redirects` (shadowed by existing files unless forced) → file resolution (index,
+//! pretty URLs, trailing slash) → preconditions → range → content coding → body.
+
+use crate::auth::{AuthDecision, Lockout};
+use crate::body::{BodyError, OriginBody};
+use crate::cache_control;
+use crate::conditional::{self, Conditions, Precondition, Validators};
+use crate::config::OriginConfig;
+use crate::data::{CacheOutcome, DataError, DataPath};
+use crate::encoding;
+use crate::health;
+use crate::metrics::Metrics;
+use crate::notify;
+use crate::path::{self, Policy, Resolved};
+use crate::proxy::{ClientInfo, Proxy};
+use crate::range::{self, RangeDecision};
+use crate::resolve::{ResolveError, Resolver};
+use bytes::Bytes;
+use futures::{StreamExt, TryStreamExt};
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::request::Parts;
+use http::{Method, Request, Response, StatusCode};
+use http_body::Body;
+use http_body_util::BodyExt;
+use skyhost_meta::blob::BlobStore;
+use skyhost_meta::cache::Cache;
+use skyhost_meta::config::ConfigError;
+use skyhost_meta::store::MetaStore;
+use skyhost_meta::{keys, Domain, Encoding, Manifest, Site};
+use skyhost_rules::{AuthRule, RedirectAction, RequestFacts};
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+/// `X-Skyhost-Region`.
+pub const X_SKYHOST_REGION: HeaderName = HeaderName::from_static("x-skyhost-region");
+/// `X-Skyhost-Deployment`.
+pub const X_SKYHOST_DEPLOYMENT: HeaderName = HeaderName::from_static("x-skyhost-deployment");
+/// `X-Skyhost-Cache`.
+pub const X_SKYHOST_CACHE: HeaderName = HeaderName::from_static("x-skyhost-cache");
+
+const TEXT: HeaderValue = HeaderValue::from_static("text/plain; charset=utf-8");
+const X_FORWARDED_HOST: &str = "x-forwarded-host";
+const X_FORWARDED_FOR: &str = "x-forwarded-for";
+const X_FORWARDED_PROTO: &str = "x-forwarded-proto";
+const VIEWER_COUNTRY: &str = "cloudfront-viewer-country";
+
+/// Why an origin could not be built from the environment.
+#[derive(Debug, thiserror::Error)]
+pub enum OriginError {
+    /// A setting is missing or malformed.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// `REDIS_URL` is not a Redis URL.
+    #[error(transparent)]
+    Redis(#[from] skyhost_meta::cache::redis::RedisConfigError),
+}
+
+/// A region's origin: built once at init, shared by every request.
+pub struct Origin {
+    config: OriginConfig,
+    meta: Arc<dyn MetaStore>,
+    cache: Arc<dyn Cache>,
+    data: Arc<DataPath>,
+    resolver: Resolver,
+    lockout: Lockout,
+    metrics: Metrics,
+    proxy: Proxy,
+}
+
+/// What the request log line reports about a response.
+#[derive(Default)]
+struct Log {
+    site: Option<String>,
+    outcome: Option<CacheOutcome>,
+}
+
+/// A site request being served.
+struct SiteCtx<'a> {
+    parts: &'a Parts,
+    body: &'a Bytes,
+    host: &'a str,
+    path: String,
+    client: Option<IpAddr>,
+    site: &'a Site,
+    manifest: &'a Manifest,
+    policy: Policy,
+    /// The worst [`CacheOutcome`] so far, as its index (atomic so the context is `Sync`).
+    outcome: AtomicU8,
+}
+
+const OUTCOMES: [CacheOutcome; 3] = [
+    CacheOutcome::Hit,
+    CacheOutcome::Miss,
+    CacheOutcome::Fallback,
+];
+
+fn outcome_index(o: CacheOutcome) -> u8 {
+    match o {
+        CacheOutcome::Hit => 0,
+        CacheOutcome::Miss => 1,
+        CacheOutcome::Fallback => 2,
+    }
+}
+
+impl SiteCtx<'_> {
+    fn touch(&self, o: CacheOutcome) {
+        self.outcome.fetch_max(outcome_index(o), Ordering::Relaxed);
+    }
+
+    fn outcome(&self) -> CacheOutcome {
+        OUTCOMES[usize::from(self.outcome.load(Ordering::Relaxed)).min(2)]
+    }
+
+    fn exists(&self, file: &str) -> bool {
+        self.manifest.files.contains_key(file)
+    }
+
+    fn resolve(&self, p: &str, policy: Policy) -> Resolved {
+        path::resolve(p, &|f| self.exists(f), policy)
+    }
+
+    fn header(&self, name: impl header::AsHeaderName) -> Option<&str> {
+        self.parts.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    fn is_get_or_head(&self) -> bool {
+        self.parts.method == Method::GET || self.parts.method == Method::HEAD
+    }
+}
+
+/// How a file is being served.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// The requested resource: preconditions and ranges apply.
+    File,
+    /// A page standing in for a 404/410 (or another status).
+    Page,
+    /// The 5xx page: a failure to read it is answered in plain text.
+    ErrorPage,
+}
+
+fn plain(status: StatusCode, text: &'static str) -> Response<OriginBody> {
+    let mut r = Response::new(OriginBody::from(text));
+    *r.status_mut() = status;
+    let h = r.headers_mut();
+    h.insert(header::CONTENT_TYPE, TEXT);
+    h.insert(header::CONTENT_LENGTH, HeaderValue::from(text.len()));
+    h.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static(cache_control::NO_STORE),
+    );
+    r
+}
+
+fn json(status: StatusCode, value: &impl serde::Serialize) -> Response<OriginBody> {
+    let body = serde_json::to_vec(value).unwrap_or_else(|_| b"{}".to_vec());
+    let len = body.len();
+    let mut r = Response::new(OriginBody::full(body));
+    *r.status_mut() = status;
+    let h = r.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    h.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+    h.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static(cache_control::NO_STORE),
+    );
+    r
+}
+
+/// The answer to every host that serves nothing: it says nothing about other sites.
+fn unknown_host() -> Response<OriginBody> {
+    plain(StatusCode::NOT_FOUND, "Not Found\n")
+}
+
+fn method_not_allowed(allow: &'static str) -> Response<OriginBody> {
+    let mut r = plain(StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed\n");
+    r.headers_mut()
+        .insert(header::ALLOW, HeaderValue::from_static(allow));
+    r
+}
+
+fn redirect(status: StatusCode, location: &str) -> Response<OriginBody> {
+    let Ok(loc) = HeaderValue::from_str(location) else {
+        return plain(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error\n");
+    };
+    let mut r = Response::new(OriginBody::empty());
+    *r.status_mut() = status;
+    let h = r.headers_mut();
+    h.insert(header::LOCATION, loc);
+    h.insert(header::CONTENT_LENGTH, HeaderValue::from(0));
+    h.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static(cache_control::REVALIDATE),
+    );
+    r
+}
+
+fn header_value(s: &str) -> HeaderValue {
+    HeaderValue::from_str(s).unwrap_or_else(|_| HeaderValue::from_static("invalid"))
+}
+
+/// Headers `_headers` may never set, whatever the manifest says.
+fn owned_header(name: &HeaderName) -> bool {
+    matches!(
+        name.as_str(),
+        "content-length"
+            | "transfer-encoding"
+            | "connection"
+            | "content-encoding"
+            | "content-range"
+            | "keep-alive"
+            | "upgrade"
+            | "trailer"
+            | "te"
+    ) || name.as_str().starts_with("x-skyhost-")
+}
+
+fn data_status(e: &DataError) -> StatusCode {
+    match e {
+        DataError::Missing(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        DataError::Blob(_) => StatusCode::SERVICE_UNAVAILABLE,
+    }
+}
+
+fn error_text(status: StatusCode) -> &'static str {
+    match status {
+        StatusCode::INTERNAL_SERVER_ERROR => "Internal Server Error\n",
+        StatusCode::BAD_GATEWAY => "Bad Gateway\n",
+        StatusCode::GATEWAY_TIMEOUT => "Gateway Timeout\n",
+        _ => "Service Unavailable\n",
+    }
+}
+
+impl Origin {
+    /// An origin over the given adapters. `primary` is the primary region's bucket, `None`
+    /// in the primary region itself.
+    pub fn new(
+        config: OriginConfig,
+        meta: Arc<dyn MetaStore>,
+        local: Arc<dyn BlobStore>,
+        primary: Option<Arc<dyn BlobStore>>,
+        cache: Arc<dyn Cache>,
+    ) -> Origin {
+        let data = Arc::new(DataPath::new(
+            local,
+            primary,
+            cache.clone(),
+            config.max_cached_body(),
+        ));
+        let resolver = Resolver::new(
+            meta.clone(),
+            cache.clone(),
+            data.clone(),
+            config.unknown_host_ttl,
+            config.site_refresh,
+            config.cache_bytes / 4,
+        );
+        let lockout = Lockout::new(
+            config.redis_url.as_deref(),
+            config.auth_max_failures,
+            config.auth_lockout,
+        );
+        let metrics = Metrics::new(&config.region, config.emit_metrics);
+        let proxy = Proxy::new(config.proxy.clone());
+        Origin {
+            config,
+            meta,
+            cache,
+            data,
+            resolver,
+            lockout,
+            metrics,
+            proxy,
+        }
+    }
+
+    /// The origin of a Lambda function: configuration from the environment, DynamoDB and
+    /// S3 clients (the table and the primary bucket in the primary region), the in-process
+    /// cache in front of Redis when `REDIS_URL` is set.
+    pub async fn from_env() -> Result<Origin, OriginError> {
+        use skyhost_meta::blob::s3::S3BlobStore;
+        use skyhost_meta::cache::{memory::MemoryCache, redis::RedisCache, Tiered};
+        use skyhost_meta::config::{aws, dynamodb, s3};
+        use skyhost_meta::store::dynamodb::DynamoStore;
+
+        let config = OriginConfig::from_env()?;
+        let here = aws(&config.region).await;
+        let primary_conf = if config.primary_region == config.region {
+            here.clone()
+        } else {
+            aws(&config.primary_region).await
+        };
+        let meta: Arc<dyn MetaStore> = Arc::new(DynamoStore::new(
+            dynamodb(&primary_conf),
+            config.table.clone(),
+        ));
+        let local: Arc<dyn BlobStore> =
+            Arc::new(S3BlobStore::new(s3(&here), config.bucket.clone()));
+        let primary: Option<Arc<dyn BlobStore>> = if config.primary_bucket != config.bucket {
+            Some(Arc::new(S3BlobStore::new(
+                s3(&primary_conf),
+                config.primary_bucket.clone(),
+            )))
+        } else {
+            None
+        };
+        let redis = config
+            .redis_url
+            .as_deref()
+            .map(RedisCache::new)
+            .transpose()?;
+        let cache: Arc<dyn Cache> =
+            Arc::new(Tiered::new(MemoryCache::new(config.cache_bytes), redis));
+        Ok(Origin::new(config, meta, local, primary, cache))
+    }
+
+    /// The configuration in use.
+    pub fn config(&self) -> &OriginConfig {
+        &self.config
+    }
+
+    /// Answers one request. `client_ip` is the peer address (API Gateway's source IP, or
+    /// the TCP peer in local mode).
+    pub async fn handle(
+        &self,
+        req: Request<Bytes>,
+        client_ip: Option<IpAddr>,
+    ) -> Response<OriginBody> {
+        let started = Instant::now();
+        let (parts, body) = req.into_parts();
+        let client = self.client_address(&parts.headers, client_ip);
+        let mut log = Log::default();
+        let mut resp = self.route(&parts, &body, client, &mut log).await;
+        resp.headers_mut()
+            .insert(X_SKYHOST_REGION, header_value(&self.config.region));
+        let head = parts.method == Method::HEAD;
+        if head {
+            *resp.body_mut() = OriginBody::empty();
+        }
+        let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
+        let bytes = if head {
+            0
+        } else {
+            resp.headers()
+                .get(header::CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse::<u64>().ok())
+                .unwrap_or(0)
+        };
+        tracing::info!(
+            target: "skyhost_origin::request",
+            method = %parts.method,
+            host = self.host(&parts).unwrap_or(""),
+            path = parts.uri.path(),
+            site = log.site.as_deref().unwrap_or(""),
+            status = resp.status().as_u16(),
+            cache = log.outcome.map_or("", CacheOutcome::as_str),
+            bytes,
+            latency_ms,
+            client = %client.map(|c| c.to_string()).unwrap_or_default(),
+            "request"
+        );
+        if let Some(o) = log.outcome {
+            self.metrics.record(o, latency_ms);
+        }
+        resp
+    }
+
+    /// The site host: `X-Forwarded-Host` only behind a trusted front, else `Host`.
+    fn host<'a>(&self, parts: &'a Parts) -> Option<&'a str> {
+        if self.config.trust_forwarded_host {
+            let forwarded = parts
+                .headers
+                .get(X_FORWARDED_HOST)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.split(',').next())
+                .map(str::trim)
+                .filter(|v| !v.is_empty());
+            if forwarded.is_some() {
+                return forwarded;
+            }
+        }
+        parts
+            .headers
+            .get(header::HOST)
+            .and_then(|v| v.to_str().ok())
+            .or_else(|| parts.uri.authority().map(|a| a.as_str()))
+    }
+
+    /// The visitor's address: behind a trusted front, the entry the front appended to
+    /// `X-Forwarded-For` (the last one is the front itself); else the peer.
+    fn client_address(&self, headers: &HeaderMap, peer: Option<IpAddr>) -> Option<IpAddr> {
+        if self.config.trust_forwarded_host {
+            let chain: Vec<&str> = headers
+                .get_all(X_FORWARDED_FOR)
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .flat_map(|v| v.split(','))
+                .map(str::trim)
+                .collect();
+            if chain.len() >= 2 {
+                if let Ok(ip) = chain[chain.len() - 2].parse() {
+                    return Some(ip);
+                }
+            }
+        }
+        peer
+    }
+
+    async fn route(
+        &self,
+        parts: &Parts,
+        body: &Bytes,
+        client: Option<IpAddr>,
+        log: &mut Log,
+    ) -> Response<OriginBody> {
+        let raw = parts.uri.path();
+        let decoded = path::decode(raw);
+        // Reserved on every host, whether written plainly or percent-encoded.
+        let judged = decoded.as_deref().unwrap_or(raw);
+        if judged == "/_skyhost" || judged.starts_with("/_skyhost/") {
+            return self.reserved(parts, body, judged).await;
+        }
+        let path = match decoded {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::debug!(path = raw, error = %e, "bad request path");
+                return plain(StatusCode::BAD_REQUEST, "Bad Request\n");
+            }
+        };
+        let Some(host) = self.host(parts) else {
+            return unknown_host();
+        };
+        let Ok(domain) = Domain::from_host_header(host) else {
+            return unknown_host();
+        };
+        let site = match self.resolver.site_for_host(&domain).await {
+            Ok(Some(s)) => s,
+            Ok(None) => return unknown_host(),
+            Err(e) => {
+                tracing::error!(host = %domain, error = %e, "metadata store failed");
+                return plain(StatusCode::SERVICE_UNAVAILABLE, "Service Unavailable\n");
+            }
+        };
+        let Some(deployment) = site.active.clone() else {
+            return unknown_host();
+        };
+        log.site = Some(site.id.to_string());
+        let (manifest, outcome) = match self.resolver.manifest(&site.id, &deployment).await {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::error!(site = %site.id, deployment = %deployment, error = %e, "manifest unavailable");
+                let status = match &e {
+                    ResolveError::Data(d) => data_status(d),
+                    ResolveError::Corrupt { .. } => StatusCode::INTERNAL_SERVER_ERROR,
+                };
+                let mut r = plain(status, error_text(status));
+                log.outcome = Some(CacheOutcome::Miss);
+                let h = r.headers_mut();
+                h.insert(X_SKYHOST_DEPLOYMENT, header_value(deployment.as_str()));
+                h.insert(
+                    X_SKYHOST_CACHE,
+                    HeaderValue::from_static(CacheOutcome::Miss.as_str()),
+                );
+                return r;
+            }
+        };
+        let settings = &manifest.rules.settings;
+        let ctx = SiteCtx {
+            parts,
+            body,
+            host,
+            path,
+            client,
+            site: &site,
+            manifest: &manifest,
+            policy: Policy {
+                trailing_slash: settings.trailing_slash,
+                pretty_urls: settings.pretty_urls,
+            },
+            outcome: AtomicU8::new(outcome_index(outcome)),
+        };
+        let mut resp = self.serve_site(&ctx).await;
+        let outcome = ctx.outcome();
+        log.outcome = Some(outcome);
+        let h = resp.headers_mut();
+        h.insert(X_SKYHOST_DEPLOYMENT, header_value(deployment.as_str()));
+        h.insert(X_SKYHOST_CACHE, HeaderValue::from_static(outcome.as_str()));
+        resp
+    }
+
+    async fn reserved(&self, parts: &Parts, body: &Bytes, path: &str) -> Response<OriginBody> {
+        let get_or_head = parts.method == Method::GET || parts.method == Method::HEAD;
+        match path {
+            "/_skyhost/health" if get_or_head => {
+                let (status, report) = health::report(
+                    &self.config.region,
+                    self.meta.as_ref(),
+                    self.data.local().as_ref(),
+                    self.cache.as_ref(),
+                    self.config.redis_url.is_some(),
+                )
+                .await;
+                if status != StatusCode::OK {
+                    tracing::warn!(status = report.status, "health check failing");
+                }
+                json(status, &report)
+            }
+            "/_skyhost/health" => method_not_allowed("GET, HEAD"),
+            "/_skyhost/notify" if parts.method == Method::POST => {
+                let (status, value) = notify::handle(
+                    &self.config.notify_secrets,
+                    &self.resolver,
+                    &self.data,
+                    &parts.headers,
+                    body,
+                    skyhost_meta::now(),
+                )
+                .await;
+                json(status, &value)
+            }
+            "/_skyhost/notify" => method_not_allowed("POST"),
+            _ => plain(StatusCode::NOT_FOUND, "Not Found\n"),
+        }
+    }
+
+    async fn serve_site(&self, ctx: &SiteCtx<'_>) -> Response<OriginBody> {
+        let rules = &ctx.manifest.rules;
+        let mut granted: Option<&str> = None;
+        if let Some(rule) = rules.auth_for(&ctx.path) {
+            if let Some(denied) = self.authorize(ctx, rule).await {
+                return denied;
+            }
+            granted = Some(rule.source());
+        }
+        let facts = RequestFacts {
+            path: &ctx.path,
+            query: ctx.parts.uri.query().unwrap_or(""),
+            country: ctx.header(VIEWER_COUNTRY),
+            accept_language: ctx.header(header::ACCEPT_LANGUAGE),
+        };
+        let lenient = ctx.policy.lenient();
+        let exists = |p: &str| ctx.resolve(p, lenient) != Resolved::NotFound;
+        match rules.match_redirect(&facts, &exists) {
+            None => self.serve_path(ctx, &ctx.path, true).await,
+            Some(RedirectAction::Redirect { status, location }) => redirect(
+                StatusCode::from_u16(status).unwrap_or(StatusCode::MOVED_PERMANENTLY),
+                &location,
+            ),
+            Some(RedirectAction::Rewrite { path: target }) => {
+                // A rewrite must not expose a path another rule protects.
+                if let Some(rule) = rules.auth_for(&target) {
+                    if granted != Some(rule.source()) {
+                        if let Some(denied) = self.authorize(ctx, rule).await {
+                            return denied;
+                        }
+                    }
+                }
+                self.serve_path(ctx, &target, false).await
+            }
+            Some(RedirectAction::Status {
+                status,
+                path: target,
+            }) => {
+                let code = StatusCode::from_u16(status).unwrap_or(StatusCode::NOT_FOUND);
+                match ctx.resolve(&target, lenient) {
+                    Resolved::File(f) => self.serve_file(ctx, &f, code, Mode::Page).await,
+                    _ => self.not_found(ctx, code, false).await,
+                }
+            }
+            Some(RedirectAction::Proxy { url }) => self.proxy(ctx, &url, granted.is_some()).await,
+        }
+    }
+
+    async fn authorize(&self, ctx: &SiteCtx<'_>, rule: &AuthRule) -> Option<Response<OriginBody>> {
+        let client = ctx
+            .client
+            .map(|ip| ip.to_string())
+            .unwrap_or_else(|| "unknown".into());
+        let decision = self
+            .lockout
+            .authorize(
+                rule,
+                ctx.header(header::AUTHORIZATION),
+                &ctx.site.id,
+                &ctx.manifest.deployment,
+                &client,
+            )
+            .await;
+        match decision {
+            AuthDecision::Granted => None,
+            AuthDecision::Challenge => {
+                let mut r = plain(StatusCode::UNAUTHORIZED, "Authentication required\n");
+                r.headers_mut()
+                    .insert(header::WWW_AUTHENTICATE, header_value(&rule.challenge()));
+                Some(r)
+            }
+            AuthDecision::Locked(secs) => {
+                let mut r = plain(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "Too many failed attempts; try again later\n",
+                );
+                r.headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+                Some(r)
+            }
+        }
+    }
+
+    /// Serves a site path: the file it resolves to, a canonical redirect, or a 404.
+    async fn serve_path(
+        &self,
+        ctx: &SiteCtx<'_>,
+        p: &str,
+        canonical: bool,
+    ) -> Response<OriginBody> {
+        if !ctx.is_get_or_head() {
+            return method_not_allowed("GET, HEAD");
+        }
+        let policy = if canonical {
+            ctx.policy
+        } else {
+            ctx.policy.lenient()
+        };
+        match ctx.resolve(p, policy) {
+            Resolved::File(f) => self.serve_file(ctx, &f, StatusCode::OK, Mode::File).await,
+            Resolved::Redirect(to) => {
+                let mut location = path::encode(&to);
+                if let Some(q) = ctx.parts.uri.query().filter(|q| !q.is_empty()) {
+                    location.push('?');
+                    location.push_str(q);
+                }
+                redirect(StatusCode::MOVED_PERMANENTLY, &location)
+            }
+            Resolved::NotFound => self.not_found(ctx, StatusCode::NOT_FOUND, true).await,
+        }
+    }
+
+    /// Nothing to serve: the SPA fallback (200), else the 404 page, else plain text.
+    async fn not_found(
+        &self,
+        ctx: &SiteCtx<'_>,
+        status: StatusCode,
+        spa: bool,
+    ) -> Response<OriginBody> {
+        let settings = &ctx.manifest.rules.settings;
+        let lenient = ctx.policy.lenient();
+        if spa && ctx.is_get_or_head() {
+            if let Some(fallback) = &settings.spa_fallback {
+                if let Resolved::File(f) = ctx.resolve(fallback, lenient) {
+                    return self.serve_file(ctx, &f, StatusCode::OK, Mode::File).await;
+                }
+            }
+        }
+        let page = settings.not_found_page.as_deref().unwrap_or("/404.html");
+        if let Resolved::File(f) = ctx.resolve(page, lenient) {
+            return self.serve_file(ctx, &f, status, Mode::Page).await;
+        }
+        let text = if status == StatusCode::GONE {
+            "Gone\n"
+        } else {
+            "Not Found\n"
+        };
+        let mut r = plain(status, text);
+        self.rule_headers(ctx, &mut r);
+        r
+    }
+
+    /// A server error: the site's 5xx page with `status`, else plain text.
+    async fn server_error(&self, ctx: &SiteCtx<'_>, status: StatusCode) -> Response<OriginBody> {
+        let page = ctx
+            .manifest
+            .rules
+            .settings
+            .error_page
+            .as_deref()
+            .unwrap_or("/50x.html");
+        if let Resolved::File(f) = ctx.resolve(page, ctx.policy.lenient()) {
+            return self.serve_file(ctx, &f, status, Mode::ErrorPage).await;
+        }
+        let mut r = plain(status, error_text(status));
+        self.rule_headers(ctx, &mut r);
+        r
+    }
+
+    /// `_headers` rules for the request path; they override defaults such as
+    /// `Cache-Control`, never the headers the server owns.
+    fn rule_headers(&self, ctx: &SiteCtx<'_>, resp: &mut Response<OriginBody>) {
+        for (name, value) in ctx.manifest.rules.headers_for(&ctx.path) {
+            let Ok(name) = HeaderName::from_bytes(name.as_bytes()) else {
+                continue;
+            };
+            if owned_header(&name) {
+                continue;
+            }
+            let Ok(value) = HeaderValue::from_str(&value) else {
+                continue;
+            };
+            let h = resp.headers_mut();
+            if name == header::VARY {
+                h.append(name, value);
+            } else {
+                h.insert(name, value);
+            }
+        }
+    }
+
+    fn finish(
+        &self,
+        ctx: &SiteCtx<'_>,
+        status: StatusCode,
+        headers: HeaderMap,
+        body: OriginBody,
+    ) -> Response<OriginBody> {
+        let mut r = Response::new(body);
+        *r.status_mut() = status;
+        *r.headers_mut() = headers;
+        self.rule_headers(ctx, &mut r);
+        r
+    }
+
+    /// Serves a manifest file with `status`.
+    async fn serve_file(
+        &self,
+        ctx: &SiteCtx<'_>,
+        file: &str,
+        status: StatusCode,
+        mode: Mode,
+    ) -> Response<OriginBody> {
+        let Some(entry) = ctx.manifest.file(file) else {
+            return plain(StatusCode::NOT_FOUND, "Not Found\n");
+        };
+        let hash = entry.hash.as_str();
+        let last_modified = ctx.manifest.created;
+        let identity = conditional::etag(hash, None);
+        let preconditions = mode == Mode::File && status == StatusCode::OK;
+        let decision = if preconditions && ctx.is_get_or_head() {
+            let if_range_ok = match ctx.parts.headers.get(header::IF_RANGE) {
+                None => true,
+                Some(v) => v
+                    .to_str()
+                    .is_ok_and(|v| range::if_range_matches(v, &identity, last_modified)),
+            };
+            range::decide(ctx.header(header::RANGE), if_range_ok, entry.size)
+        } else {
+            RangeDecision::Full
+        };
+        let available: Vec<Encoding> = entry.encodings.keys().copied().collect();
+        // Ranges apply to the identity body.
+        let coding = match decision {
+            RangeDecision::Full => {
+                encoding::negotiate(ctx.header(header::ACCEPT_ENCODING), &available)
+            }
+            _ => None,
+        };
+        let etag = conditional::etag(hash, coding.map(Encoding::token));
+
+        let mut h = HeaderMap::new();
+        h.insert(header::ETAG, header_value(&etag));
+        h.insert(
+            header::LAST_MODIFIED,
+            header_value(&conditional::http_date(last_modified)),
+        );
+        let cc = match mode {
+            Mode::File => cache_control::for_file(file, &entry.content_type),
+            Mode::Page => cache_control::REVALIDATE,
+            Mode::ErrorPage => cache_control::NO_STORE,
+        };
+        h.insert(header::CACHE_CONTROL, HeaderValue::from_static(cc));
+        if !available.is_empty() {
+            h.insert(header::VARY, HeaderValue::from_static("Accept-Encoding"));
+        }
+        if preconditions {
+            let equivalent: Vec<String> = std::iter::once(identity.clone())
+                .chain(
+                    available
+                        .iter()
+                        .map(|e| conditional::etag(hash, Some(e.token()))),
+                )
+                .collect();
+            let validators = Validators {
+                etag: &etag,
+                equivalent: &equivalent,
+                last_modified,
+            };
+            match conditional::evaluate(
+                &ctx.parts.method,
+                &Conditions::from_headers(&ctx.parts.headers),
+                &validators,
+            ) {
+                Precondition::Proceed => {}
+                Precondition::NotModified => {
+                    return self.finish(ctx, StatusCode::NOT_MODIFIED, h, OriginBody::empty())
+                }
+                Precondition::Failed => {
+                    let mut r = plain(StatusCode::PRECONDITION_FAILED, "Precondition Failed\n");
+                    self.rule_headers(ctx, &mut r);
+                    return r;
+                }
+            }
+            h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+        }
+        if let RangeDecision::Unsatisfiable = decision {
+            h.insert(
+                header::CONTENT_RANGE,
+                header_value(&range::unsatisfied(entry.size)),
+            );
+            h.insert(header::CONTENT_LENGTH, HeaderValue::from(0));
+            return self.finish(
+                ctx,
+                StatusCode::RANGE_NOT_SATISFIABLE,
+                h,
+                OriginBody::empty(),
+            );
+        }
+        h.insert(header::CONTENT_TYPE, header_value(&entry.content_type));
+        let (code, key, size, range, len) = match decision {
+            RangeDecision::Partial(r) => {
+                h.insert(
+                    header::CONTENT_RANGE,
+                    header_value(&range::content_range(&r, entry.size)),
+                );
+                let len = r.end - r.start;
+                (
+                    StatusCode::PARTIAL_CONTENT,
+                    keys::blob(&ctx.site.id, &entry.hash, None),
+                    entry.size,
+                    Some(r),
+                    len,
+                )
+            }
+            _ => {
+                let size = match coding {
+                    Some(c) => {
+                        h.insert(
+                            header::CONTENT_ENCODING,
+                            HeaderValue::from_static(c.token()),
+                        );
+                        entry.encodings.get(&c).copied().unwrap_or(entry.size)
+                    }
+                    None => entry.size,
+                };
+                (
+                    status,
+                    keys::blob(&ctx.site.id, &entry.hash, coding),
+                    size,
+                    None,
+                    size,
+                )
+            }
+        };
+        h.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+        if ctx.parts.method == Method::HEAD {
+            return self.finish(ctx, code, h, OriginBody::empty());
+        }
+        match self.data.body(&key, size, range).await {
+            Ok(fetched) => {
+                ctx.touch(fetched.outcome);
+                self.finish(ctx, code, h, fetched.body)
+            }
+            Err(e) => {
+                tracing::error!(site = %ctx.site.id, key, error = %e, "file unavailable");
+                ctx.touch(CacheOutcome::Miss);
+                let failed = data_status(&e);
+                if mode == Mode::ErrorPage {
+                    let mut r = plain(status, error_text(status));
+                    self.rule_headers(ctx, &mut r);
+                    r
+                } else {
+                    Box::pin(self.server_error(ctx, failed)).await
+                }
+            }
+        }
+    }
+
+    /// Forwards the request to a proxy rule's upstream.
+    async fn proxy(
+        &self,
+        ctx: &SiteCtx<'_>,
+        url: &str,
+        consumed_auth: bool,
+    ) -> Response<OriginBody> {
+        let mut req = Request::new(http_body_util::Full::new(ctx.body.clone()));
+        *req.method_mut() = ctx.parts.method.clone();
+        *req.uri_mut() = ctx.parts.uri.clone();
+        *req.headers_mut() = ctx.parts.headers.clone();
+        let h = req.headers_mut();
+        if consumed_auth {
+            // The site's own credentials are not the upstream's business.
+            h.remove(header::AUTHORIZATION);
+        }
+        // The upstream learns the host the visitor asked for (X-Forwarded-Host).
+        h.insert(header::HOST, header_value(ctx.host));
+        let info = ClientInfo {
+            ip: ctx.client,
+            proto: ctx.header(X_FORWARDED_PROTO).map(str::to_owned),
+        };
+        let policy = &ctx.manifest.rules.proxy;
+        match self.proxy.forward(req, url, policy, &info).await {
+            Ok(resp) => {
+                let (parts, body) = resp.into_parts();
+                let size = body.size_hint().exact();
+                let stream = body
+                    .into_data_stream()
+                    .map_err(|e| BodyError(e.to_string()))
+                    .boxed();
+                let mut r = Response::from_parts(parts, OriginBody::stream(stream, size));
+                if policy.apply_headers {
+                    self.rule_headers(ctx, &mut r);
+                }
+                r
+            }
+            Err(e) => {
+                tracing::warn!(site = %ctx.site.id, upstream = url, error = %e, "proxy failed");
+                Box::pin(self.server_error(ctx, e.status())).await
+            }
+        }
+    }
+}

@@ -1,0 +1,291 @@
+//! Host → site → active deployment → manifest.
+//!
+//! The host → site map and parsed manifests live in this process; site records live in
+//! the cache (memory, Redis) and are replaced only by higher revisions. A host resolves
+//! only while the site's record lists it, so a removed domain stops resolving as soon as
+//! the new record arrives, whatever the map still says.
+
+use crate::data::{CacheOutcome, DataError, DataPath};
+use skyhost_meta::cache::{Cache, SiteEntry};
+use skyhost_meta::store::{MetaStore, StoreError};
+use skyhost_meta::{keys, DeploymentId, Domain, Manifest, Site, SiteId};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Why a site's manifest could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ResolveError {
+    /// Reading the manifest failed.
+    #[error("manifest: {0}")]
+    Data(#[from] DataError),
+    /// The manifest does not parse or names another deployment.
+    #[error("manifest {key} is corrupt: {reason}")]
+    Corrupt {
+        /// Its key.
+        key: String,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+/// Known hosts are kept this long; the site record is checked on every request anyway.
+const KNOWN_HOST_TTL: Duration = Duration::from_secs(300);
+
+struct HostExpiry {
+    unknown: Duration,
+}
+
+impl moka::Expiry<Domain, Option<SiteId>> for HostExpiry {
+    fn expire_after_create(
+        &self,
+        _key: &Domain,
+        value: &Option<SiteId>,
+        _created_at: Instant,
+    ) -> Option<Duration> {
+        Some(if value.is_some() {
+            KNOWN_HOST_TTL
+        } else {
+            self.unknown
+        })
+    }
+
+    fn expire_after_update(
+        &self,
+        key: &Domain,
+        value: &Option<SiteId>,
+        updated_at: Instant,
+        _duration_until_expiry: Option<Duration>,
+    ) -> Option<Duration> {
+        self.expire_after_create(key, value, updated_at)
+    }
+}
+
+/// Resolves hosts to sites and deployments to manifests.
+pub struct Resolver {
+    meta: Arc<dyn MetaStore>,
+    cache: Arc<dyn Cache>,
+    data: Arc<DataPath>,
+    hosts: moka::future::Cache<Domain, Option<SiteId>>,
+    manifests: moka::future::Cache<(SiteId, DeploymentId), Arc<Manifest>>,
+    /// Sites whose record was read from the store recently (see `site_refresh`).
+    fresh: moka::sync::Cache<SiteId, ()>,
+}
+
+impl Resolver {
+    /// A resolver reading `meta` on misses; unknown hosts are remembered for `unknown_ttl`,
+    /// and a cached site record is re-read from the store every `refresh`.
+    pub fn new(
+        meta: Arc<dyn MetaStore>,
+        cache: Arc<dyn Cache>,
+        data: Arc<DataPath>,
+        unknown_ttl: Duration,
+        refresh: Duration,
+        manifest_bytes: u64,
+    ) -> Self {
+        Resolver {
+            meta,
+            cache,
+            data,
+            hosts: moka::future::Cache::builder()
+                .max_capacity(100_000)
+                .expire_after(HostExpiry {
+                    unknown: unknown_ttl,
+                })
+                .build(),
+            manifests: moka::future::Cache::builder()
+                .weigher(|_k, m: &Arc<Manifest>| {
+                    // Roughly what a parsed entry costs: path, hash, type and map overhead.
+                    u32::try_from(m.files.len() * 200 + 1024).unwrap_or(u32::MAX)
+                })
+                .max_capacity(manifest_bytes.max(1024 * 1024))
+                .build(),
+            fresh: moka::sync::Cache::builder()
+                .max_capacity(100_000)
+                .time_to_live(refresh)
+                .build(),
+        }
+    }
+
+    /// The site a host serves: `None` for an unknown host, a removed domain, a suspended
+    /// site — the visitor cannot tell these apart.
+    pub async fn site_for_host(&self, host: &Domain) -> Result<Option<Site>, StoreError> {
+        let (id, from_map) = match self.hosts.get(host).await {
+            Some(v) => (v, true),
+            None => {
+                let v = self.meta.site_for_domain(host).await?;
+                self.hosts.insert(host.clone(), v.clone()).await;
+                (v, false)
+            }
+        };
+        let Some(id) = id else {
+            return Ok(None);
+        };
+        let site = self.site(&id).await?;
+        if let Some(s) = site.filter(|s| s.domains.contains(host)) {
+            return Ok(Some(s).filter(|s| !s.settings.suspended));
+        }
+        // The map and the record disagree: the domain moved or was removed, or this
+        // instance missed the notification that added it. Ask the store once, then
+        // remember the answer (an unknown answer only briefly).
+        let fresh_id = if from_map {
+            self.meta.site_for_domain(host).await?
+        } else {
+            Some(id)
+        };
+        if let Some(fresh_id) = fresh_id {
+            if let Some(s) = self.reload(&fresh_id).await? {
+                if s.domains.contains(host) {
+                    self.hosts.insert(host.clone(), Some(fresh_id)).await;
+                    return Ok(Some(s).filter(|s| !s.settings.suspended));
+                }
+            }
+        }
+        self.hosts.insert(host.clone(), None).await;
+        Ok(None)
+    }
+
+    /// A site's record as this region knows it (`None`: unknown or removed).
+    pub async fn site(&self, id: &SiteId) -> Result<Option<Site>, StoreError> {
+        if let Some(entry) = self.cache.site(id).await {
+            if !self.fresh.contains_key(id) {
+                self.fresh.insert(id.clone(), ());
+                let (meta, cache, id) = (self.meta.clone(), self.cache.clone(), id.clone());
+                tokio::spawn(async move {
+                    match meta.site(&id).await {
+                        Ok(Some(s)) => {
+                            let revision = s.revision;
+                            if cache
+                                .put_site(
+                                    &id,
+                                    SiteEntry {
+                                        revision,
+                                        site: Some(s),
+                                    },
+                                )
+                                .await
+                            {
+                                tracing::info!(site = %id, revision, "site record refreshed from the store");
+                            }
+                        }
+                        Ok(None) => {}
+                        Err(e) => tracing::warn!(site = %id, error = %e, "site refresh failed"),
+                    }
+                });
+            }
+            return Ok(entry.site);
+        }
+        self.reload(id).await
+    }
+
+    /// Reads a site record from the store and caches it (if newer than the cached one).
+    async fn reload(&self, id: &SiteId) -> Result<Option<Site>, StoreError> {
+        let site = self.meta.site(id).await?;
+        self.fresh.insert(id.clone(), ());
+        let Some(s) = site else {
+            return Ok(self.cache.site(id).await.and_then(|e| e.site));
+        };
+        self.cache
+            .put_site(
+                id,
+                SiteEntry {
+                    revision: s.revision,
+                    site: Some(s.clone()),
+                },
+            )
+            .await;
+        // A higher revision may already be cached (a notification raced the read).
+        Ok(match self.cache.site(id).await {
+            Some(e) if e.revision > s.revision => e.site,
+            _ => Some(s),
+        })
+    }
+
+    /// A deployment's manifest, parsed once per process, and where it came from.
+    pub async fn manifest(
+        &self,
+        site: &SiteId,
+        deployment: &DeploymentId,
+    ) -> Result<(Arc<Manifest>, CacheOutcome), ResolveError> {
+        let k = (site.clone(), deployment.clone());
+        if let Some(m) = self.manifests.get(&k).await {
+            return Ok((m, CacheOutcome::Hit));
+        }
+        let key = keys::manifest(site, deployment);
+        let (bytes, outcome) = self.data.bytes(&key).await?;
+        let m: Manifest = serde_json::from_slice(&bytes).map_err(|e| ResolveError::Corrupt {
+            key: key.clone(),
+            reason: e.to_string(),
+        })?;
+        if m.site != *site || m.deployment != *deployment {
+            return Err(ResolveError::Corrupt {
+                key,
+                reason: format!("it describes {}/{}", m.site, m.deployment),
+            });
+        }
+        let m = Arc::new(m);
+        self.manifests.insert(k, m.clone()).await;
+        Ok((m, outcome))
+    }
+
+    /// Applies a site's new record (`None`: removed) at `revision` if it is newer than
+    /// what this region holds; returns whether the region now holds it.
+    pub async fn apply(&self, id: &SiteId, revision: u64, record: Option<Site>) -> bool {
+        let mut current = self.cache.site(id).await;
+        let mut seeded = false;
+        if current.is_none() {
+            // A cold instance knows nothing: seed from the store so a stale notification
+            // cannot install an old record.
+            match self.meta.site(id).await {
+                Ok(Some(s)) => {
+                    let entry = SiteEntry {
+                        revision: s.revision,
+                        site: Some(s),
+                    };
+                    self.cache.put_site(id, entry.clone()).await;
+                    current = Some(entry);
+                    seeded = true;
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::warn!(site = %id, error = %e, "could not read the site before applying a notification")
+                }
+            }
+        }
+        let old_domains: Vec<Domain> = current
+            .as_ref()
+            .and_then(|e| e.site.as_ref())
+            .map(|s| s.domains.clone())
+            .unwrap_or_default();
+        match &current {
+            Some(c) if c.revision > revision => return false,
+            Some(c) if c.revision == revision => {
+                // A replay changes nothing; but when the record was read from the store
+                // just now and is this one, the region does hold it.
+                if !(seeded && c.site == record) {
+                    return false;
+                }
+            }
+            _ => {
+                let entry = SiteEntry {
+                    revision,
+                    site: record.clone(),
+                };
+                if !self.cache.put_site(id, entry).await {
+                    return false;
+                }
+            }
+        }
+        let new_domains: Vec<Domain> = record
+            .as_ref()
+            .map(|s| s.domains.clone())
+            .unwrap_or_default();
+        for d in old_domains.iter().filter(|d| !new_domains.contains(d)) {
+            self.hosts.insert(d.clone(), None).await;
+        }
+        for d in &new_domains {
+            self.hosts.insert(d.clone(), Some(id.clone())).await;
+        }
+        self.fresh.insert(id.clone(), ());
+        true
+    }
+}

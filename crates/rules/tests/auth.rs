@@ -1,0 +1,263 @@
+//! Basic auth: right and wrong passwords, unknown users, and no plain text after sealing.
+
+use base64::Engine;
+use skyhost_rules::{parse_site, AuthOutcome, HashParams, SiteFiles, SiteRules};
+
+const PASSWORDS: &[&str] = &["s3cret-alice", "hunter2-bob", "pw-carol-in-toml"];
+
+fn cheap() -> HashParams {
+    // Tests only: argon2 at minimum cost so the suite stays fast.
+    HashParams::new(8, 1, 1, None).unwrap()
+}
+
+fn sealed() -> SiteRules {
+    parse_site(SiteFiles {
+        headers: Some("/members/*\n  Basic-Auth: alice:s3cret-alice bob:hunter2-bob\n"),
+        config: Some("[[auth.rules]]\npath = \"/toml/*\"\nusers = [\"carol:pw-carol-in-toml\"]\n"),
+        redirects: None,
+    })
+    .unwrap()
+    .seal_with(cheap())
+    .unwrap()
+}
+
+fn basic(user: &str, password: &str) -> String {
+    let token = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+    format!("Basic {token}")
+}
+
+fn granted(user: &str) -> AuthOutcome {
+    AuthOutcome::Granted {
+        user: user.to_string(),
+    }
+}
+
+fn denied(user: Option<&str>) -> AuthOutcome {
+    AuthOutcome::Denied {
+        user: user.map(str::to_string),
+    }
+}
+
+#[test]
+fn verification_table() {
+    let rules = sealed();
+    let members = rules.auth_for("/members/page").unwrap();
+    let toml = rules.auth_for("/toml/x").unwrap();
+    let cases: Vec<(&skyhost_rules::AuthRule, Option<String>, AuthOutcome)> = vec![
+        (
+            members,
+            Some(basic("alice", "s3cret-alice")),
+            granted("alice"),
+        ),
+        (members, Some(basic("bob", "hunter2-bob")), granted("bob")),
+        (
+            members,
+            Some(basic("alice", "hunter2-bob")),
+            denied(Some("alice")),
+        ),
+        (
+            members,
+            Some(basic("alice", "s3cret-alicE")),
+            denied(Some("alice")),
+        ),
+        (members, Some(basic("alice", "")), denied(Some("alice"))),
+        (
+            members,
+            Some(basic("mallory", "s3cret-alice")),
+            denied(Some("mallory")),
+        ),
+        (
+            members,
+            Some(basic("Alice", "s3cret-alice")),
+            denied(Some("Alice")),
+        ),
+        (
+            members,
+            Some(basic("carol", "pw-carol-in-toml")),
+            denied(Some("carol")),
+        ),
+        (
+            toml,
+            Some(basic("carol", "pw-carol-in-toml")),
+            granted("carol"),
+        ),
+        (
+            toml,
+            Some(basic("alice", "s3cret-alice")),
+            denied(Some("alice")),
+        ),
+        (members, None, AuthOutcome::Missing),
+        (
+            members,
+            Some("Bearer abc".to_string()),
+            AuthOutcome::Missing,
+        ),
+        (members, Some("Basic".to_string()), denied(None)),
+        (
+            members,
+            Some("Basic !!!not-base64".to_string()),
+            denied(None),
+        ),
+        (
+            members,
+            Some(format!(
+                "Basic {}",
+                base64::engine::general_purpose::STANDARD.encode("no-colon")
+            )),
+            denied(None),
+        ),
+        (
+            members,
+            Some(basic("alice", "s3cret-alice").replace("Basic", "bAsIc")),
+            granted("alice"),
+        ),
+    ];
+    for (i, (rule, header, expected)) in cases.into_iter().enumerate() {
+        assert_eq!(
+            rule.verify(header.as_deref()),
+            expected,
+            "case {i}: {header:?}"
+        );
+    }
+}
+
+#[test]
+fn passwords_with_colons() {
+    let rules = parse_site(SiteFiles {
+        headers: Some("/*\n  Basic-Auth: dave:a:b:c\n"),
+        ..SiteFiles::default()
+    })
+    .unwrap()
+    .seal_with(cheap())
+    .unwrap();
+    let rule = rules.auth_for("/").unwrap();
+    assert_eq!(rule.verify(Some(&basic("dave", "a:b:c"))), granted("dave"));
+    assert_eq!(rule.verify(Some(&basic("dave", "a"))), denied(Some("dave")));
+}
+
+#[test]
+fn sealed_rules_hold_no_plain_text() {
+    let rules = sealed();
+    let json = serde_json::to_string(&rules).unwrap();
+    for password in PASSWORDS {
+        assert!(!json.contains(password), "{password} found in {json}");
+    }
+    let debug = format!("{:?}", rules);
+    for password in PASSWORDS {
+        assert!(
+            !debug.contains(password),
+            "{password} found in debug output"
+        );
+    }
+    assert!(
+        json.contains("$argon2id$"),
+        "hashes are argon2id PHC strings"
+    );
+}
+
+#[test]
+fn parsed_site_debug_hides_plain_text() {
+    let parsed = parse_site(SiteFiles {
+        headers: Some("/*\n  Basic-Auth: alice:s3cret-alice\n"),
+        ..SiteFiles::default()
+    })
+    .unwrap();
+    assert!(!format!("{parsed:?}").contains("s3cret-alice"));
+}
+
+#[test]
+fn verification_survives_the_manifest_round_trip() {
+    let json = serde_json::to_string(&sealed()).unwrap();
+    let back: SiteRules = serde_json::from_str(&json).unwrap();
+    let rule = back.auth_for("/members/").unwrap();
+    assert_eq!(
+        rule.verify(Some(&basic("bob", "hunter2-bob"))),
+        granted("bob")
+    );
+    assert_eq!(
+        rule.verify(Some(&basic("bob", "nope"))),
+        denied(Some("bob"))
+    );
+}
+
+#[test]
+fn unknown_users_are_checked_against_a_hash_of_the_same_cost() {
+    let json = serde_json::to_value(sealed()).unwrap();
+    let rule = &json["auth"][0];
+    let params = |phc: &str| phc.split('$').nth(3).unwrap().to_string();
+    let dummy = rule["dummy_hash"].as_str().unwrap();
+    assert!(dummy.starts_with("$argon2id$"));
+    for user in rule["users"].as_array().unwrap() {
+        assert_eq!(params(user["hash"].as_str().unwrap()), params(dummy));
+    }
+}
+
+#[test]
+fn each_password_gets_its_own_salt() {
+    let rules = parse_site(SiteFiles {
+        headers: Some("/*\n  Basic-Auth: a:same b:same\n"),
+        ..SiteFiles::default()
+    })
+    .unwrap()
+    .seal_with(cheap())
+    .unwrap();
+    let json = serde_json::to_value(&rules).unwrap();
+    let users = json["auth"][0]["users"].as_array().unwrap();
+    assert_ne!(users[0]["hash"], users[1]["hash"]);
+}
+
+#[test]
+fn prehashed_passwords_are_kept_as_given() {
+    // Take a real hash from one sealed site and give it, instead of plain text, to another.
+    let json = serde_json::to_value(sealed()).unwrap();
+    let alice_hash = json["auth"][0]["users"][0]["hash"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let headers = format!("/*\n  Basic-Auth: alice:{alice_hash}\n");
+    let rules = parse_site(SiteFiles {
+        headers: Some(&headers),
+        ..SiteFiles::default()
+    })
+    .unwrap()
+    .seal_with(cheap())
+    .unwrap();
+    let rule = rules.auth_for("/x").unwrap();
+    assert_eq!(
+        rule.verify(Some(&basic("alice", "s3cret-alice"))),
+        granted("alice")
+    );
+    let stored = serde_json::to_value(&rules).unwrap();
+    assert_eq!(stored["auth"][0]["users"][0]["hash"], alice_hash.as_str());
+}
+
+#[test]
+fn production_sealing_uses_argon2id_defaults() {
+    let rules = parse_site(SiteFiles {
+        headers: Some("/*\n  Basic-Auth: alice:s3cret-alice\n"),
+        ..SiteFiles::default()
+    })
+    .unwrap()
+    .seal()
+    .unwrap();
+    let json = serde_json::to_value(&rules).unwrap();
+    let hash = json["auth"][0]["users"][0]["hash"].as_str().unwrap();
+    let defaults = HashParams::default();
+    let expected = format!(
+        "$argon2id$v=19$m={},t={},p={}$",
+        defaults.m_cost(),
+        defaults.t_cost(),
+        defaults.p_cost()
+    );
+    assert!(
+        hash.starts_with(&expected),
+        "{hash} should start with {expected}"
+    );
+    assert_eq!(
+        rules
+            .auth_for("/")
+            .unwrap()
+            .verify(Some(&basic("alice", "s3cret-alice"))),
+        granted("alice")
+    );
+}
