@@ -25,19 +25,28 @@ if [ ${#need[@]} -gt 0 ]; then
 fi
 export PATH="$PATH:/usr/sbin"
 
-echo "== building the release binaries (skyhost, the three Lambdas, hello-lambda, the harness)"
-nice -n 19 "$CARGO" build --release \
+# One cargo invocation for every binary and the criterion benchmark: a single feature
+# resolution, so nothing is compiled twice (a separate `cargo bench` would resolve the
+# benchmark's dev-dependencies differently and rebuild the AWS SDK).
+echo "== building the release binaries (skyhost, the three Lambdas, hello-lambda, the harness, the handler benchmark)"
+build_log="$CARGO_TARGET_DIR/bench-build.json"
+nice -n 19 "$CARGO" build --release --message-format=json-render-diagnostics \
   -p skyhost-cli -p skyhost-origin -p skyhost-replicator -p skyhost-asset-copier \
-  -p hello-lambda -p skyhost-bench
-echo "== building the handler benchmark"
-nice -n 19 "$CARGO" bench -p skyhost-origin --bench handler --no-run
+  -p hello-lambda -p skyhost-bench --bins --bench handler >"$build_log"
+handler=$(grep '"reason":"compiler-artifact"' "$build_log" | grep '"kind":\["bench"\]' | grep '"name":"handler"' \
+  | grep -o '"executable":"[^"]*"' | tail -1 | cut -d'"' -f4)
+if [ -z "$handler" ] || [ ! -x "$handler" ]; then
+  echo "cannot find the handler benchmark's executable in $build_log" >&2
+  exit 1
+fi
 
 echo "== 2. handler cost: criterion"
-"$CARGO" bench -p skyhost-origin --bench handler -- --warm-up-time 3 --measurement-time 5 origin/cached_4k
+export CRITERION_HOME="$CARGO_TARGET_DIR/criterion"
+"$handler" --bench --warm-up-time 3 --measurement-time 5 origin/cached_4k
 
 "$release/skyhost-bench" run \
   --skyhost "$release/skyhost" \
   --bin-dir "$release" \
-  --criterion "$CARGO_TARGET_DIR/criterion/origin/cached_4k/new/estimates.json" \
+  --criterion "$CRITERION_HOME/origin/cached_4k/new/estimates.json" \
   --started-at "$started" \
   "$@"

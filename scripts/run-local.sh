@@ -39,8 +39,8 @@ Try, in another terminal:
   curl -si -H 'X-Skyhost-Client-Region: eu-central-1' http://localhost:$port/about
   curl -si http://localhost:$port/old-blog/first-post          # 301 from _redirects
   $bin --local $dir status --site example                      # per region: health, serving
-  echo '<h1>changed</h1>' > /tmp/skyhost-index.html             # then deploy again:
-  $bin --local $dir deploy examples/site --site example         # uploads only what changed
+  # edit a page under examples/site, then deploy again — only what changed is uploaded:
+  $bin --local $dir deploy examples/site --site example
   $bin --local $dir rollback --site example                     # instant rollback
   $bin local fail eu-central-1 --dir $dir                       # failover drill: EU visitors move
   $bin local heal eu-central-1 --dir $dir

@@ -51,14 +51,13 @@ pub fn skyhost(bin: &Path, args: &[&str]) -> Result<(String, Duration)> {
 /// The first free run of `n` consecutive TCP ports on 127.0.0.1 at or after `from`.
 pub fn free_ports(from: u16, n: u16) -> Result<u16> {
     let mut base = from;
-    'outer: while base.checked_add(n).is_some() {
-        for p in base..base + n {
-            if std::net::TcpListener::bind(("127.0.0.1", p)).is_err() {
-                base = p + 1;
-                continue 'outer;
-            }
+    while base.checked_add(n).is_some() {
+        let taken =
+            (base..base + n).find(|&p| std::net::TcpListener::bind(("127.0.0.1", p)).is_err());
+        match taken {
+            Some(p) => base = p + 1,
+            None => return Ok(base),
         }
-        return Ok(base);
     }
     bail!("no {n} free consecutive ports after {from}")
 }

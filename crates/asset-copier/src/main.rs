@@ -5,15 +5,10 @@
 use lambda_runtime::{service_fn, Error, LambdaEvent};
 use skyhost_asset_copier::Copier;
 use std::sync::Arc;
-use tracing_subscriber::EnvFilter;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    tracing_subscriber::fmt()
-        .json()
-        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
-        .with_target(false)
-        .init();
+    skyhost_meta::logging::init_lambda();
     let copier = Arc::new(Copier::from_env().await?);
     lambda_runtime::run(service_fn(move |event: LambdaEvent<serde_json::Value>| {
         let copier = copier.clone();

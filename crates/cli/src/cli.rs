@@ -284,10 +284,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                         .as_ref()
                         .map(|s| s.domains.clone())
                         .unwrap_or_default();
-                    match domains.first() {
-                        Some(d) => println!("  url {url}/  (Host: {d})"),
-                        None => println!("  url {url}/  (add a domain with --domain to reach it)"),
-                    }
+                    println!("  {}", visit_hint(url, &domains));
                 }
             }
         }
@@ -442,4 +439,54 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         },
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Where to see a site: `*.localhost` names resolve to this machine, so local mode can give
+/// a URL a browser opens as it is; other domains need their `Host` header.
+fn visit_hint(url: &str, domains: &[Domain]) -> String {
+    let local = domains
+        .iter()
+        .find(|d| d.as_str() == "localhost" || d.as_str().ends_with(".localhost"));
+    match (local, url.strip_prefix("http://127.0.0.1")) {
+        (Some(d), Some(port)) => format!("url http://{d}{port}/"),
+        _ => match domains.first() {
+            Some(d) => format!("url {url}/  (Host: {d})"),
+            None => format!("url {url}/  (add a domain with --domain to reach it)"),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn visit_hints() {
+        let d = |s: &str| Domain::parse(s).unwrap();
+        let cases = [
+            (
+                "http://127.0.0.1:8080",
+                vec![d("example.localhost"), d("localhost")],
+                "url http://example.localhost:8080/",
+            ),
+            (
+                "http://127.0.0.1:8080",
+                vec![d("shop.example")],
+                "url http://127.0.0.1:8080/  (Host: shop.example)",
+            ),
+            (
+                "https://sites.example",
+                vec![d("a.localhost")],
+                "url https://sites.example/  (Host: a.localhost)",
+            ),
+            (
+                "http://127.0.0.1:9000",
+                vec![],
+                "url http://127.0.0.1:9000/  (add a domain with --domain to reach it)",
+            ),
+        ];
+        for (url, domains, want) in cases {
+            assert_eq!(visit_hint(url, &domains), want);
+        }
+    }
 }

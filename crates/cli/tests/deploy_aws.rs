@@ -1,12 +1,14 @@
 //! `skyhost deploy`, `rollback` and `verify` against the AWS adapters on a moto server:
 //! the same code local mode runs, on DynamoDB and S3.
 
+mod common;
+
 use skyhost_cli::backend::{AwsOptions, Backend};
 use skyhost_cli::deploy::{deploy, DeployOptions};
 use skyhost_meta::blob::s3::S3BlobStore;
 use skyhost_meta::store::dynamodb::DynamoStore;
 use skyhost_meta::{keys, Manifest, SiteId};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 const REGIONS: [&str; 3] = ["us-west-2", "eu-central-1", "ap-southeast-1"];
@@ -45,28 +47,6 @@ async fn backend() -> Backend {
     .unwrap()
 }
 
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        let dest = to.join(e.file_name());
-        if e.file_type().unwrap().is_dir() {
-            copy_dir(&e.path(), &dest);
-        } else {
-            std::fs::copy(e.path(), dest).unwrap();
-        }
-    }
-}
-
-fn example(tmp: &Path) -> PathBuf {
-    let dir = tmp.join("site");
-    copy_dir(
-        &Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/site"),
-        &dir,
-    );
-    dir
-}
-
 fn opts(dir: &Path) -> DeployOptions {
     DeployOptions {
         dir: dir.to_owned(),
@@ -103,7 +83,7 @@ async fn manifest(
 async fn deploys_incrementally_and_atomically() {
     let b = backend().await;
     let tmp = tempfile::tempdir().unwrap();
-    let dir = example(tmp.path());
+    let dir = common::example_site(tmp.path());
     let site = SiteId::parse("shop").unwrap();
 
     let first = deploy(&b, &opts(&dir)).await.unwrap();
@@ -144,7 +124,7 @@ async fn deploys_incrementally_and_atomically() {
 async fn basic_auth_passwords_never_stored_in_plain_text() {
     let b = backend().await;
     let tmp = tempfile::tempdir().unwrap();
-    let dir = example(tmp.path());
+    let dir = common::example_site(tmp.path());
     std::fs::write(
         dir.join("_headers"),
         "/private/*\n  Basic-Auth: alice:correct-horse-battery\n",
@@ -173,7 +153,7 @@ async fn basic_auth_passwords_never_stored_in_plain_text() {
 async fn wait_replicas_then_verify_repair_and_rollback() {
     let b = backend().await;
     let tmp = tempfile::tempdir().unwrap();
-    let dir = example(tmp.path());
+    let dir = common::example_site(tmp.path());
     let site = SiteId::parse("shop").unwrap();
     let first = deploy(&b, &opts(&dir)).await.unwrap();
 

@@ -2,6 +2,8 @@
 //! a visitor in each region answered by that region, an incremental re-deploy served by
 //! every region within a second, a rollback, and a failover drill.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -46,19 +48,6 @@ fn rand_u16() -> u16 {
         .unwrap()
         .subsec_nanos();
     (t ^ (std::process::id() << 7)) as u16
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        let dest = to.join(e.file_name());
-        if e.file_type().unwrap().is_dir() {
-            copy_dir(&e.path(), &dest);
-        } else {
-            std::fs::copy(e.path(), dest).unwrap();
-        }
-    }
 }
 
 fn skyhost(args: &[&str]) -> (bool, String, String) {
@@ -142,11 +131,7 @@ where
 async fn local_multi_region_end_to_end() {
     let tmp = tempfile::tempdir().unwrap();
     let state: PathBuf = tmp.path().join("state");
-    let site = tmp.path().join("site");
-    copy_dir(
-        &Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/site"),
-        &site,
-    );
+    let site = common::example_site(tmp.path());
     let port = free_ports();
     let child = Command::new(BIN)
         .args([

@@ -8,6 +8,7 @@ pub mod cache;
 pub mod config;
 pub mod ids;
 pub mod keys;
+pub mod logging;
 pub mod metrics;
 pub mod model;
 pub mod notify;

@@ -4,16 +4,7 @@ use std::sync::Arc;
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {
-    tracing_subscriber::fmt()
-        .json()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_current_span(false)
-        .with_target(false)
-        .without_time()
-        .init();
+    skyhost_meta::logging::init_lambda();
     let origin = Arc::new(skyhost_origin::Origin::from_env().await?);
     lambda_http::run_with_streaming_response(lambda_http::service_fn(move |req| {
         let origin = origin.clone();

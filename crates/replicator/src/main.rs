@@ -5,15 +5,10 @@ use aws_lambda_events::event::dynamodb::Event;
 use lambda_runtime::{service_fn, Error, LambdaEvent};
 use skyhost_replicator::{instant_of, Replicator};
 use std::sync::Arc;
-use tracing_subscriber::EnvFilter;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    tracing_subscriber::fmt()
-        .json()
-        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
-        .with_target(false)
-        .init();
+    skyhost_meta::logging::init_lambda();
     let replicator = Arc::new(Replicator::from_env()?);
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Event>| {
         let replicator = replicator.clone();
