@@ -207,7 +207,7 @@ impl Copier {
         ));
         let mut stores: Vec<(String, Arc<dyn BlobStore>)> = Vec::new();
         for (r, bucket) in replicas {
-            let conf = skyhost_meta::config::aws(&r).await;
+            let conf = skyhost_meta::config::for_region(&conf, &r);
             let store = S3BlobStore::new(skyhost_meta::config::s3(&conf), bucket);
             stores.push((r, Arc::new(store)));
         }

@@ -34,11 +34,26 @@ pub fn parse_pairs(name: &str, raw: &str) -> Result<Vec<(String, String)>, Confi
 }
 
 /// The shared SDK configuration for `region` (credentials, retries, endpoint overrides).
+/// Load it once per process and derive other regions with [`for_region`].
 pub async fn aws(region: &str) -> SdkConfig {
-    aws_config::defaults(BehaviorVersion::latest())
+    let mut loader =
+        aws_config::defaults(BehaviorVersion::latest()).region(Region::new(region.to_owned()));
+    // In Lambda the execution role's keys are in the environment: reading them directly
+    // spares init the STS client (and its TLS connector) the default chain would build.
+    if env_opt("AWS_LAMBDA_FUNCTION_NAME").is_some() && env_opt("AWS_ACCESS_KEY_ID").is_some() {
+        loader = loader.credentials_provider(
+            aws_config::environment::EnvironmentVariableCredentialsProvider::new(),
+        );
+    }
+    loader.load().await
+}
+
+/// The same configuration for another region: shares the HTTP client and the
+/// credentials cache, so no second connector (and trust store) is built at init.
+pub fn for_region(conf: &SdkConfig, region: &str) -> SdkConfig {
+    conf.to_builder()
         .region(Region::new(region.to_owned()))
-        .load()
-        .await
+        .build()
 }
 
 /// An S3 client; path-style addressing when an endpoint override (an emulator) is set,
@@ -64,6 +79,15 @@ pub fn dynamodb_streams(conf: &SdkConfig) -> aws_sdk_dynamodbstreams::Client {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn other_regions_share_the_loaded_configuration() {
+        let base = aws("us-west-2").await;
+        let eu = for_region(&base, "eu-central-1");
+        assert_eq!(eu.region().map(|r| r.as_ref()), Some("eu-central-1"));
+        assert_eq!(base.region().map(|r| r.as_ref()), Some("us-west-2"));
+        assert_eq!(eu.endpoint_url(), base.endpoint_url());
+    }
 
     #[test]
     fn pairs() {

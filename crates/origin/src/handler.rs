@@ -289,7 +289,7 @@ impl Origin {
     pub async fn from_env() -> Result<Origin, OriginError> {
         use skyhost_meta::blob::s3::S3BlobStore;
         use skyhost_meta::cache::{memory::MemoryCache, redis::RedisCache, Tiered};
-        use skyhost_meta::config::{aws, dynamodb, s3};
+        use skyhost_meta::config::{aws, dynamodb, for_region, s3};
         use skyhost_meta::store::dynamodb::DynamoStore;
 
         let config = OriginConfig::from_env()?;
@@ -297,7 +297,7 @@ impl Origin {
         let primary_conf = if config.primary_region == config.region {
             here.clone()
         } else {
-            aws(&config.primary_region).await
+            for_region(&here, &config.primary_region)
         };
         let meta: Arc<dyn MetaStore> = Arc::new(DynamoStore::new(
             dynamodb(&primary_conf),
