@@ -217,7 +217,7 @@ pub async fn measure(fns: &[Function], runs: usize, logs: &Path) -> Result<Vec<F
 /// One step of an init, timed in-process by `init-probe`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct ProbeStep {
-    /// The scenario (`origin`, `origin-shared`, …).
+    /// The scenario (`naive`, `origin`, …).
     pub scenario: String,
     /// The step.
     pub step: String,
@@ -226,13 +226,7 @@ pub struct ProbeStep {
 }
 
 /// The scenarios `init-probe` knows, in report order.
-pub const PROBE_SCENARIOS: &[&str] = &[
-    "origin",
-    "origin-shared",
-    "native-roots",
-    "reqwest",
-    "aws-lc-rand",
-];
+pub const PROBE_SCENARIOS: &[&str] = &["naive", "origin", "native-roots", "reqwest", "aws-lc-rand"];
 
 /// Parses `init-probe` output: `step<TAB>ms` lines (other lines are ignored).
 pub fn parse_probe(out: &str) -> Vec<(String, f64)> {

@@ -145,12 +145,16 @@ pub fn render(r: &Results, results_file: &str, chart_file: Option<&str>, notes: 
                     s,
                     "\nWhere init time goes, timed in-process by `init-probe` (`bench/harness/src/bin/init_probe.rs`, \
                      release build, same profile; each scenario in a fresh process with the Lambda environment, \
-                     medians of 10): `origin` repeats what `Origin::from_env` does in a replica region, \
-                     `origin-shared` is the same with one SDK config load and the environment's credentials \
-                     provider.\n\n| scenario | step | median |\n|---|---|---|"
+                     medians of 10): `naive` is the first version's init (the default credential chain, one \
+                     SDK config load per region, then DynamoDB and two S3 clients), `origin` what \
+                     `Origin::from_env` does now in a replica region (one load with the environment's \
+                     credentials, the primary region derived from it, the same clients), `native-roots` the \
+                     system trust store alone, `reqwest` the replicator's client, `aws-lc-rand` aws-lc's first \
+                     random bytes.\n\n| scenario | step | median |\n|---|---|---|"
                 );
                 for p in &c.init_steps {
                     let v = if p.step == "certificates" {
+                        // A count, not a duration.
                         format!("{:.0}", p.median_ms)
                     } else {
                         format!("{:.3} ms", p.median_ms)

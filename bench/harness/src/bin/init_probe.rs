@@ -2,10 +2,11 @@
 //! process each, so lazily built statics are charged to the step that builds them).
 //! Prints one `step<TAB>milliseconds` line per step. Used by `make bench` (cold start).
 //!
-//! Scenarios: `origin` (what `Origin::from_env` does in a replica region: two SDK config
-//! loads, DynamoDB and two S3 clients), `origin-shared` (one load with the environment's
-//! credentials, the second region derived from it), `native-roots` (the system trust store
-//! alone), `reqwest` (the replicator's client), `aws-lc-rand` (first random bytes).
+//! Scenarios: `naive` (the default credential chain loaded once per region, then DynamoDB
+//! and two S3 clients: the first version's init), `origin` (what `Origin::from_env` does now
+//! in a replica region: one load with the environment's credentials, the primary region
+//! derived from it, the same clients), `native-roots` (the system trust store alone),
+//! `reqwest` (the replicator's client), `aws-lc-rand` (first random bytes).
 
 use aws_config::{BehaviorVersion, Region};
 use std::time::Instant;
@@ -28,15 +29,21 @@ async fn astep<T>(name: &str, f: impl std::future::Future<Output = T>) -> T {
 async fn main() -> std::process::ExitCode {
     let scenario = std::env::args().nth(1).unwrap_or_default();
     match scenario.as_str() {
-        "origin" => {
+        "naive" => {
+            // The first version's init: the default credential chain, one load per region.
+            let load = |r: &'static str| {
+                aws_config::defaults(BehaviorVersion::latest())
+                    .region(Region::new(r))
+                    .load()
+            };
             let here = astep(
-                "sdk config load (eu-central-1)",
-                skyhost_meta::config::aws("eu-central-1"),
+                "sdk config load, default chain (eu-central-1)",
+                load("eu-central-1"),
             )
             .await;
             let primary = astep(
-                "sdk config load (us-west-2)",
-                skyhost_meta::config::aws("us-west-2"),
+                "sdk config load, default chain (us-west-2)",
+                load("us-west-2"),
             )
             .await;
             let d = step("dynamodb client", || {
@@ -46,19 +53,15 @@ async fn main() -> std::process::ExitCode {
             let p = step("s3 client (primary)", || skyhost_meta::config::s3(&primary));
             drop((d, s, p));
         }
-        "origin-shared" => {
+        "origin" => {
+            // What `Origin::from_env` does now in a replica region.
             let here = astep(
-                "sdk config load, env credentials",
-                aws_config::defaults(BehaviorVersion::latest())
-                    .region(Region::new("eu-central-1"))
-                    .credentials_provider(
-                        aws_config::environment::EnvironmentVariableCredentialsProvider::new(),
-                    )
-                    .load(),
+                "sdk config load (eu-central-1)",
+                skyhost_meta::config::aws("eu-central-1"),
             )
             .await;
             let primary = step("derive us-west-2 config", || {
-                here.to_builder().region(Region::new("us-west-2")).build()
+                skyhost_meta::config::for_region(&here, "us-west-2")
             });
             let d = step("dynamodb client", || {
                 skyhost_meta::config::dynamodb(&primary)
@@ -88,7 +91,9 @@ async fn main() -> std::process::ExitCode {
             .ok();
         }
         other => {
-            eprintln!("unknown scenario {other:?}: origin, origin-shared, native-roots, reqwest, aws-lc-rand");
+            eprintln!(
+                "unknown scenario {other:?}: naive, origin, native-roots, reqwest, aws-lc-rand"
+            );
             return std::process::ExitCode::FAILURE;
         }
     }
