@@ -226,7 +226,14 @@ pub struct ProbeStep {
 }
 
 /// The scenarios `init-probe` knows, in report order.
-pub const PROBE_SCENARIOS: &[&str] = &["naive", "origin", "native-roots", "reqwest", "aws-lc-rand"];
+pub const PROBE_SCENARIOS: &[&str] = &[
+    "naive",
+    "origin",
+    "connector",
+    "native-roots",
+    "reqwest",
+    "aws-lc-rand",
+];
 
 /// Parses `init-probe` output: `step<TAB>ms` lines (other lines are ignored).
 pub fn parse_probe(out: &str) -> Vec<(String, f64)> {

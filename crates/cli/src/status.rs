@@ -55,7 +55,7 @@ async fn serving(client: &reqwest::Client, endpoint: Option<&str>, site: &Site) 
 
 /// The status of one site or of every site.
 pub async fn status(backend: &Backend, site: Option<&SiteId>) -> Result<Vec<SiteStatus>> {
-    let client = reqwest::Client::builder()
+    let client = skyhost_meta::tls::http_client()
         .timeout(Duration::from_secs(5))
         .build()?;
     let sites = match site {

@@ -148,7 +148,7 @@ async fn local_multi_region_end_to_end() {
         .spawn()
         .expect("start local up");
     let _running = Running(child);
-    let c = reqwest::Client::builder()
+    let c = skyhost_meta::tls::http_client()
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .unwrap();

@@ -2,7 +2,10 @@
 //! clients built from it once at init. Endpoint overrides for emulators come only from
 //! the standard `AWS_ENDPOINT_URL` / `AWS_ENDPOINT_URL_<SERVICE>` variables.
 
+use crate::sdk_http::SharedConnectorClient;
+use crate::tls::Roots;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_smithy_runtime_api::client::http::SharedHttpClient;
 
 /// A missing or malformed setting.
 #[derive(Debug, thiserror::Error)]
@@ -33,14 +36,29 @@ pub fn parse_pairs(name: &str, raw: &str) -> Result<Vec<(String, String)>, Confi
         .collect()
 }
 
+/// True inside a Lambda function.
+pub fn in_lambda() -> bool {
+    env_opt("AWS_LAMBDA_FUNCTION_NAME").is_some()
+}
+
 /// The shared SDK configuration for `region` (credentials, retries, endpoint overrides).
 /// Load it once per process and derive other regions with [`for_region`].
 pub async fn aws(region: &str) -> SdkConfig {
+    aws_with_roots(region, Roots::for_environment()).await
+}
+
+/// [`aws`] with the trust store chosen by the caller.
+pub async fn aws_with_roots(region: &str, roots: Roots) -> SdkConfig {
     let mut loader =
         aws_config::defaults(BehaviorVersion::latest()).region(Region::new(region.to_owned()));
+    match SharedConnectorClient::new(roots) {
+        Ok(client) => loader = loader.http_client(SharedHttpClient::new(client)),
+        // The SDK's own client still works; it is only slower to start.
+        Err(e) => tracing::warn!(error = %e, "falling back to the SDK's default HTTP client"),
+    }
     // In Lambda the execution role's keys are in the environment: reading them directly
     // spares init the STS client (and its TLS connector) the default chain would build.
-    if env_opt("AWS_LAMBDA_FUNCTION_NAME").is_some() && env_opt("AWS_ACCESS_KEY_ID").is_some() {
+    if in_lambda() && env_opt("AWS_ACCESS_KEY_ID").is_some() {
         loader = loader.credentials_provider(
             aws_config::environment::EnvironmentVariableCredentialsProvider::new(),
         );

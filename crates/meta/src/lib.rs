@@ -12,7 +12,9 @@ pub mod logging;
 pub mod metrics;
 pub mod model;
 pub mod notify;
+pub mod sdk_http;
 pub mod store;
+pub mod tls;
 
 pub use ids::{BlobHash, DeploymentId, Domain, IdError, SiteId};
 pub use model::{Deployment, DeploymentState, Encoding, FileEntry, Manifest, RegionStatus, Site};

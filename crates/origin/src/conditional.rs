@@ -40,6 +40,12 @@ impl<'a> Conditions<'a> {
             if_unmodified_since: get(http::header::IF_UNMODIFIED_SINCE),
         }
     }
+
+    /// Whether an entity-tag list (`If-Match` / `If-None-Match`) is present: only those
+    /// compare the [`Validators::equivalent`] tags.
+    pub fn has_tag_lists(&self) -> bool {
+        self.if_match.is_some() || self.if_none_match.is_some()
+    }
 }
 
 /// What the server knows about the selected representation.

@@ -71,11 +71,15 @@ pub struct Origin {
     lockout: Lockout,
     metrics: Metrics,
     proxy: Proxy,
+    /// `X-Skyhost-Region`'s value, built once.
+    region_header: HeaderValue,
 }
 
 /// What the request log line reports about a response.
 #[derive(Default)]
 struct Log {
+    /// Whether the line is written at all (the fields below cost allocations).
+    enabled: bool,
     site: Option<String>,
     outcome: Option<CacheOutcome>,
 }
@@ -271,7 +275,9 @@ impl Origin {
         );
         let metrics = Metrics::new(&config.region, config.emit_metrics);
         let proxy = Proxy::new(config.proxy.clone());
+        let region_header = header_value(&config.region);
         Origin {
+            region_header,
             config,
             meta,
             cache,
@@ -338,10 +344,13 @@ impl Origin {
         let started = Instant::now();
         let (parts, body) = req.into_parts();
         let client = self.client_address(&parts.headers, client_ip);
-        let mut log = Log::default();
+        let mut log = Log {
+            enabled: tracing::enabled!(target: "skyhost_origin::request", tracing::Level::INFO),
+            ..Log::default()
+        };
         let mut resp = self.route(&parts, &body, client, &mut log).await;
         resp.headers_mut()
-            .insert(X_SKYHOST_REGION, header_value(&self.config.region));
+            .insert(X_SKYHOST_REGION, self.region_header.clone());
         let head = parts.method == Method::HEAD;
         if head {
             *resp.body_mut() = OriginBody::empty();
@@ -454,7 +463,9 @@ impl Origin {
         let Some(deployment) = site.active.clone() else {
             return unknown_host();
         };
-        log.site = Some(site.id.to_string());
+        if log.enabled {
+            log.site = Some(site.id.to_string());
+        }
         let (manifest, outcome) = match self.resolver.manifest(&site.id, &deployment).await {
             Ok(m) => m,
             Err(e) => {
@@ -764,7 +775,8 @@ impl Origin {
         };
         let etag = conditional::etag(hash, coding.map(Encoding::token));
 
-        let mut h = HeaderMap::new();
+        // Room for every header a file answer carries, so the map never regrows.
+        let mut h = HeaderMap::with_capacity(16);
         h.insert(header::ETAG, header_value(&etag));
         h.insert(
             header::LAST_MODIFIED,
@@ -779,24 +791,26 @@ impl Origin {
         if !available.is_empty() {
             h.insert(header::VARY, HeaderValue::from_static("Accept-Encoding"));
         }
+        let conditions = Conditions::from_headers(&ctx.parts.headers);
         if preconditions {
-            let equivalent: Vec<String> = std::iter::once(identity.clone())
-                .chain(
-                    available
-                        .iter()
-                        .map(|e| conditional::etag(hash, Some(e.token()))),
-                )
-                .collect();
+            // The tags of the other codings matter only to an If-None-Match / If-Match.
+            let equivalent: Vec<String> = if conditions.has_tag_lists() {
+                std::iter::once(identity.clone())
+                    .chain(
+                        available
+                            .iter()
+                            .map(|e| conditional::etag(hash, Some(e.token()))),
+                    )
+                    .collect()
+            } else {
+                Vec::new()
+            };
             let validators = Validators {
                 etag: &etag,
                 equivalent: &equivalent,
                 last_modified,
             };
-            match conditional::evaluate(
-                &ctx.parts.method,
-                &Conditions::from_headers(&ctx.parts.headers),
-                &validators,
-            ) {
+            match conditional::evaluate(&ctx.parts.method, &conditions, &validators) {
                 Precondition::Proceed => {}
                 Precondition::NotModified => {
                     return self.finish(ctx, StatusCode::NOT_MODIFIED, h, OriginBody::empty())

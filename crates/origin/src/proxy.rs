@@ -600,7 +600,7 @@ impl Proxy {
             cached.last_used = now;
             return Ok(cached.client.clone());
         }
-        let mut builder = reqwest::Client::builder()
+        let mut builder = skyhost_meta::tls::http_client()
             .redirect(reqwest::redirect::Policy::none())
             .connect_timeout(self.config.connect_timeout)
             .timeout(self.config.total_timeout)

@@ -14,7 +14,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 
 /// Largest request body accepted (API Gateway's own limit is close to this).
@@ -97,4 +97,71 @@ pub async fn serve(
         conns.abort_all();
     }
     Ok(())
+}
+
+/// Serves `origin` on `listener` from `threads` single-threaded runtimes, each accepting
+/// and answering its own connections, as nginx's workers do: a request never changes
+/// thread, so no wake-up crosses threads either (a multi-threaded runtime's cross-thread
+/// unparks cost more than a cached answer). Returns once `shutdown` has completed and every
+/// thread has drained, or as soon as one thread fails.
+pub async fn serve_threads(
+    listener: TcpListener,
+    origin: Arc<Origin>,
+    shutdown: impl Future<Output = ()>,
+    threads: usize,
+) -> std::io::Result<()> {
+    let shared = listener.into_std()?;
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let (done_tx, mut done_rx) = mpsc::unbounded_channel::<std::io::Result<()>>();
+    let threads = threads.max(1);
+    for i in 0..threads {
+        let listener = shared.try_clone()?;
+        let origin = origin.clone();
+        let mut stop = stop_rx.clone();
+        let done = done_tx.clone();
+        std::thread::Builder::new()
+            .name(format!("origin-{i}"))
+            .spawn(move || {
+                let served = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .and_then(|rt| {
+                        rt.block_on(async move {
+                            let listener = TcpListener::from_std(listener)?;
+                            let stopped = async move {
+                                let _ = stop.wait_for(|s| *s).await;
+                            };
+                            serve(listener, origin, stopped).await
+                        })
+                    });
+                let _ = done.send(served);
+            })?;
+    }
+    drop((done_tx, shared));
+    tokio::pin!(shutdown);
+    let mut running = threads;
+    let mut result = Ok(());
+    tokio::select! {
+        _ = &mut shutdown => {}
+        ended = done_rx.recv() => {
+            running -= 1;
+            // A thread that stops before shutdown has failed; stop the others too.
+            result = ended.unwrap_or(Ok(())).and(Err(std::io::Error::other(
+                "an origin thread stopped before shutdown",
+            )));
+        }
+    }
+    let _ = stop_tx.send(true);
+    while running > 0 {
+        match done_rx.recv().await {
+            Some(r) => {
+                running -= 1;
+                if result.is_ok() {
+                    result = r;
+                }
+            }
+            None => break,
+        }
+    }
+    result
 }

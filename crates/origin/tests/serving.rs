@@ -125,6 +125,44 @@ impl Web {
     }
 }
 
+/// One runtime per thread: many connections at once all get whole answers, and shutdown
+/// stops every thread.
+#[tokio::test]
+async fn serving_from_one_runtime_per_thread() {
+    let env = Embedded::new("us-west-2");
+    deploy(
+        env.meta.as_ref(),
+        env.local.as_ref(),
+        "web",
+        &[HOST],
+        &web_files(),
+        rules(None, None, None),
+    )
+    .await;
+    let server = start_threads(env.origin(config()), 2).await;
+    let mut answers = Vec::new();
+    for _ in 0..16 {
+        // A fresh client per task: each opens its own connection.
+        let (c, base) = (client(), server.base.clone());
+        answers.push(tokio::spawn(async move {
+            let mut bodies = Vec::new();
+            for _ in 0..10 {
+                bodies.push(get(&c, &base, HOST, "/style.css").await);
+            }
+            bodies
+        }));
+    }
+    for a in answers {
+        for got in a.await.unwrap() {
+            assert_eq!(got.status, StatusCode::OK);
+            assert_eq!(&got.body[..], b"body{color:red}");
+        }
+    }
+    tokio::time::timeout(Duration::from_secs(15), server.stop())
+        .await
+        .expect("every thread drains and stops");
+}
+
 #[tokio::test]
 async fn files_directories_and_pretty_urls() {
     let w = web().await;

@@ -154,7 +154,7 @@ impl Replicator {
             .next()
             .ok_or_else(|| ConfigError("SKYHOST_NOTIFY_SECRETS holds no secret".into()))?;
         let opts = RetryOptions::default();
-        let client = reqwest::Client::builder()
+        let client = skyhost_meta::tls::http_client()
             .user_agent("skyhost-replicator")
             .connect_timeout(Duration::from_secs(3))
             .timeout(opts.attempt_timeout)

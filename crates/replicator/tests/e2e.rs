@@ -405,7 +405,7 @@ impl RegionOrigin {
 }
 
 fn replicator_for(regions: &[&RegionOrigin], opts: RetryOptions) -> Replicator {
-    let http = reqwest::Client::builder()
+    let http = skyhost_meta::tls::http_client()
         .timeout(Duration::from_secs(5))
         .build()
         .unwrap();
@@ -461,7 +461,7 @@ async fn a_deploy_reaches_every_region_and_survives_replays_reordering_and_outag
     )
     .with_metrics(Metrics::discard());
     let replicator = replicator_for(&[&eu, &ap], RetryOptions::default());
-    let http = reqwest::Client::new();
+    let http = skyhost_meta::tls::http_client().build().expect("client");
 
     // The site, then its first deployment.
     let site = SiteId::parse("blog").unwrap();

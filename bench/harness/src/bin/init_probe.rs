@@ -5,7 +5,8 @@
 //! Scenarios: `naive` (the default credential chain loaded once per region, then DynamoDB
 //! and two S3 clients: the first version's init), `origin` (what `Origin::from_env` does now
 //! in a replica region: one load with the environment's credentials, the primary region
-//! derived from it, the same clients), `native-roots` (the system trust store alone),
+//! derived from it, the same clients), `connector` (skyhost's shared SDK connector with
+//! compiled-in, then system roots), `native-roots` (the system trust store alone),
 //! `reqwest` (the replicator's client), `aws-lc-rand` (first random bytes).
 
 use aws_config::{BehaviorVersion, Region};
@@ -70,12 +71,25 @@ async fn main() -> std::process::ExitCode {
             let p = step("s3 client (primary)", || skyhost_meta::config::s3(&primary));
             drop((d, s, p));
         }
+        "connector" => {
+            use skyhost_meta::sdk_http::SharedConnectorClient;
+            use skyhost_meta::tls::Roots;
+            let c = step("sdk connector, compiled roots", || {
+                SharedConnectorClient::new(Roots::Compiled)
+            });
+            let n = step("sdk connector, system roots", || {
+                SharedConnectorClient::new(Roots::Native)
+            });
+            drop((c, n));
+        }
         "native-roots" => {
             let r = step("load native roots", rustls_native_certs::load_native_certs);
             println!("certificates\t{}", r.certs.len());
         }
         "reqwest" => {
-            let c = step("reqwest client", || reqwest::Client::builder().build());
+            let c = step("reqwest client", || {
+                skyhost_meta::tls::http_client().build()
+            });
             drop(c);
         }
         "aws-lc-rand" => {

@@ -52,7 +52,7 @@ pub struct Edge {
 impl Edge {
     /// A router over `(region, base url)` pairs; the first is the default client region.
     pub fn new(targets: Vec<(String, String)>, opts: EdgeOptions) -> anyhow::Result<Arc<Self>> {
-        let client = reqwest::Client::builder()
+        let client = skyhost_meta::tls::http_client()
             .redirect(reqwest::redirect::Policy::none())
             .connect_timeout(Duration::from_secs(2))
             .pool_max_idle_per_host(64)

@@ -84,7 +84,10 @@ pub async fn up(o: UpOptions) -> Result<()> {
             let shutdown = async move {
                 let _ = stop.changed().await;
             };
-            if let Err(e) = skyhost_origin::server::serve(listener, origin, shutdown).await {
+            let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+            if let Err(e) =
+                skyhost_origin::server::serve_threads(listener, origin, shutdown, threads).await
+            {
                 tracing::error!(error = %e, "origin server stopped");
             }
         }));
@@ -94,7 +97,7 @@ pub async fn up(o: UpOptions) -> Result<()> {
         ));
     }
 
-    let http = reqwest::Client::builder()
+    let http = skyhost_meta::tls::http_client()
         .timeout(Duration::from_secs(5))
         .build()?;
     // Metrics are for CloudWatch; local mode keeps stdout for people.

@@ -27,7 +27,9 @@ pub fn unique(prefix: &str) -> String {
 /// A fresh DynamoDB table on moto, with its stream feed.
 pub async fn dynamo(region: &str) -> (DynamoStore, DynamoStreamFeed) {
     let _ = moto_endpoint();
-    let conf = skyhost_meta::config::aws(region).await;
+    // The connector the Lambdas use (compiled-in roots), as they use it.
+    let conf =
+        skyhost_meta::config::aws_with_roots(region, skyhost_meta::tls::Roots::Compiled).await;
     let store = DynamoStore::new(skyhost_meta::config::dynamodb(&conf), unique("sites"));
     store.ensure_table().await.expect("create table on moto");
     let arn = store.stream_arn().await.expect("stream arn");
@@ -38,7 +40,9 @@ pub async fn dynamo(region: &str) -> (DynamoStore, DynamoStreamFeed) {
 /// A fresh S3 bucket on moto.
 pub async fn s3(region: &str) -> S3BlobStore {
     let _ = moto_endpoint();
-    let conf = skyhost_meta::config::aws(region).await;
+    // The connector the Lambdas use (compiled-in roots), as they use it.
+    let conf =
+        skyhost_meta::config::aws_with_roots(region, skyhost_meta::tls::Roots::Compiled).await;
     let store = S3BlobStore::new(skyhost_meta::config::s3(&conf), unique("skyhost-blobs"));
     store
         .ensure_bucket(region)

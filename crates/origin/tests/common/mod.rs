@@ -54,7 +54,9 @@ pub fn unique(prefix: &str) -> String {
 /// A fresh DynamoDB table on moto.
 pub async fn dynamo(region: &str) -> DynamoStore {
     let _ = moto_endpoint();
-    let conf = skyhost_meta::config::aws(region).await;
+    // The connector the Lambdas use (compiled-in roots), as they use it.
+    let conf =
+        skyhost_meta::config::aws_with_roots(region, skyhost_meta::tls::Roots::Compiled).await;
     let store = DynamoStore::new(skyhost_meta::config::dynamodb(&conf), unique("sites"));
     store.ensure_table().await.expect("create table on moto");
     store
@@ -63,7 +65,9 @@ pub async fn dynamo(region: &str) -> DynamoStore {
 /// A fresh S3 bucket on moto.
 pub async fn s3(region: &str) -> S3BlobStore {
     let _ = moto_endpoint();
-    let conf = skyhost_meta::config::aws(region).await;
+    // The connector the Lambdas use (compiled-in roots), as they use it.
+    let conf =
+        skyhost_meta::config::aws_with_roots(region, skyhost_meta::tls::Roots::Compiled).await;
     let store = S3BlobStore::new(skyhost_meta::config::s3(&conf), unique("skyhost-blobs"));
     store
         .ensure_bucket(region)
@@ -390,9 +394,29 @@ pub async fn start(origin: Arc<Origin>) -> Running {
     }
 }
 
+/// Starts `server::serve_threads` for `origin` with `threads` runtimes on a free port.
+pub async fn start_threads(origin: Arc<Origin>, threads: usize) -> Running {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(skyhost_origin::server::serve_threads(
+        listener,
+        origin,
+        async move {
+            let _ = rx.await;
+        },
+        threads,
+    ));
+    Running {
+        base,
+        stop: Some(tx),
+        task,
+    }
+}
+
 /// A client that never follows redirects nor decompresses.
 pub fn client() -> reqwest::Client {
-    reqwest::Client::builder()
+    skyhost_meta::tls::http_client()
         .redirect(reqwest::redirect::Policy::none())
         .no_proxy()
         .build()
