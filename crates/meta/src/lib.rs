@@ -15,6 +15,7 @@ pub mod notify;
 pub mod sdk_http;
 pub mod store;
 pub mod tls;
+pub mod ttl;
 
 pub use ids::{BlobHash, DeploymentId, Domain, IdError, SiteId};
 pub use model::{Deployment, DeploymentState, Encoding, FileEntry, Manifest, RegionStatus, Site};

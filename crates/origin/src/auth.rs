@@ -6,6 +6,7 @@
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use sha2::{Digest, Sha256};
+use skyhost_meta::ttl::TtlMap;
 use skyhost_meta::{DeploymentId, SiteId};
 use skyhost_rules::{AuthOutcome, AuthRule};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -47,11 +48,11 @@ struct Counter {
 /// Failure counters per (site, client address), and recently verified credentials.
 pub struct Lockout {
     redis: Option<ConnectionManager>,
-    memory: moka::sync::Cache<String, Arc<Counter>>,
+    memory: TtlMap<String, Arc<Counter>>,
     max_failures: u32,
     window: Duration,
     /// Salted digests of (deployment, rule, Authorization value) that verified.
-    granted: moka::sync::Cache<[u8; 32], ()>,
+    granted: TtlMap<[u8; 32], ()>,
     salt: [u8; 32],
 }
 
@@ -80,16 +81,10 @@ impl Lockout {
         });
         Lockout {
             redis,
-            memory: moka::sync::Cache::builder()
-                .max_capacity(100_000)
-                .time_to_live(window)
-                .build(),
+            memory: TtlMap::new(100_000),
             max_failures: max_failures.max(1),
             window,
-            granted: moka::sync::Cache::builder()
-                .max_capacity(10_000)
-                .time_to_live(GRANT_TTL)
-                .build(),
+            granted: TtlMap::new(10_000),
             salt: rand::random(),
         }
     }
@@ -160,7 +155,7 @@ impl Lockout {
                 Some((count, ttl)) => (self.gate(count.unwrap_or(0), ttl), count.unwrap_or(0) > 0),
                 None => (Gate::Open, false),
             };
-        let failures = redis_failures || self.memory.contains_key(&key);
+        let failures = redis_failures || self.memory.contains(&key);
         match redis_gate {
             Gate::Open => (self.memory_gate(&key), failures),
             locked => (locked, failures),
@@ -190,12 +185,14 @@ impl Lockout {
         if let Some((count, ttl)) = self.redis::<(u64, i64)>("lockout count", p).await {
             return self.gate(count, ttl);
         }
-        let counter = self.memory.get_with(key.clone(), || {
-            Arc::new(Counter {
-                first: Instant::now(),
-                failures: AtomicU32::new(0),
-            })
-        });
+        let counter = self
+            .memory
+            .get_or_insert_with(key.clone(), self.window, || {
+                Arc::new(Counter {
+                    first: Instant::now(),
+                    failures: AtomicU32::new(0),
+                })
+            });
         counter.failures.fetch_add(1, Ordering::SeqCst);
         self.memory_gate(&key)
     }
@@ -206,7 +203,7 @@ impl Lockout {
         let mut p = redis::pipe();
         p.cmd("DEL").arg(&key).ignore();
         let _: Option<()> = self.redis("lockout reset", p).await;
-        self.memory.invalidate(&key);
+        self.memory.remove(&key);
     }
 
     /// Checks a request against a rule of `deployment`: lockout first, then the
@@ -224,7 +221,7 @@ impl Lockout {
             return AuthDecision::Locked(secs);
         }
         let key = authorization.map(|a| self.grant_key(deployment, rule, a));
-        if key.is_some_and(|k| self.granted.contains_key(&k)) {
+        if key.is_some_and(|k| self.granted.contains(&k)) {
             if failures {
                 self.reset(site, client).await;
             }
@@ -238,7 +235,7 @@ impl Lockout {
         match outcome {
             AuthOutcome::Granted { .. } => {
                 if let Some(k) = key {
-                    self.granted.insert(k, ());
+                    self.granted.insert(k, (), GRANT_TTL);
                 }
                 self.reset(site, client).await;
                 AuthDecision::Granted

@@ -65,7 +65,7 @@ pub struct DataPath {
     cache: Arc<dyn Cache>,
     max_cached: u64,
     /// Keys whose backfill started recently, so a burst of requests copies once.
-    backfills: moka::sync::Cache<String, ()>,
+    backfills: skyhost_meta::ttl::TtlMap<String, ()>,
 }
 
 impl DataPath {
@@ -82,10 +82,7 @@ impl DataPath {
             primary,
             cache,
             max_cached,
-            backfills: moka::sync::Cache::builder()
-                .max_capacity(10_000)
-                .time_to_live(Duration::from_secs(60))
-                .build(),
+            backfills: skyhost_meta::ttl::TtlMap::new(10_000),
         }
     }
 
@@ -243,10 +240,11 @@ impl DataPath {
         let Some(primary) = self.primary.clone() else {
             return;
         };
-        if self.backfills.contains_key(key) {
+        if self.backfills.contains(key) {
             return;
         }
-        self.backfills.insert(key.to_owned(), ());
+        self.backfills
+            .insert(key.to_owned(), (), Duration::from_secs(60));
         let local = self.local.clone();
         let key = key.to_owned();
         tokio::spawn(async move {

@@ -8,9 +8,10 @@
 use crate::data::{CacheOutcome, DataError, DataPath};
 use skyhost_meta::cache::{Cache, SiteEntry};
 use skyhost_meta::store::{MetaStore, StoreError};
+use skyhost_meta::ttl::TtlMap;
 use skyhost_meta::{keys, DeploymentId, Domain, Manifest, Site, SiteId};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Why a site's manifest could not be loaded.
 #[derive(Debug, thiserror::Error)]
@@ -31,44 +32,19 @@ pub enum ResolveError {
 /// Known hosts are kept this long; the site record is checked on every request anyway.
 const KNOWN_HOST_TTL: Duration = Duration::from_secs(300);
 
-struct HostExpiry {
-    unknown: Duration,
-}
-
-impl moka::Expiry<Domain, Option<SiteId>> for HostExpiry {
-    fn expire_after_create(
-        &self,
-        _key: &Domain,
-        value: &Option<SiteId>,
-        _created_at: Instant,
-    ) -> Option<Duration> {
-        Some(if value.is_some() {
-            KNOWN_HOST_TTL
-        } else {
-            self.unknown
-        })
-    }
-
-    fn expire_after_update(
-        &self,
-        key: &Domain,
-        value: &Option<SiteId>,
-        updated_at: Instant,
-        _duration_until_expiry: Option<Duration>,
-    ) -> Option<Duration> {
-        self.expire_after_create(key, value, updated_at)
-    }
-}
-
 /// Resolves hosts to sites and deployments to manifests.
 pub struct Resolver {
     meta: Arc<dyn MetaStore>,
     cache: Arc<dyn Cache>,
     data: Arc<DataPath>,
-    hosts: moka::future::Cache<Domain, Option<SiteId>>,
+    hosts: TtlMap<Domain, Option<SiteId>>,
+    /// How long an unknown host is remembered.
+    unknown_ttl: Duration,
     manifests: moka::future::Cache<(SiteId, DeploymentId), Arc<Manifest>>,
     /// Sites whose record was read from the store recently (see `site_refresh`).
-    fresh: moka::sync::Cache<SiteId, ()>,
+    fresh: TtlMap<SiteId, ()>,
+    /// How long a site record read from the store counts as fresh.
+    refresh: Duration,
 }
 
 impl Resolver {
@@ -86,12 +62,8 @@ impl Resolver {
             meta,
             cache,
             data,
-            hosts: moka::future::Cache::builder()
-                .max_capacity(100_000)
-                .expire_after(HostExpiry {
-                    unknown: unknown_ttl,
-                })
-                .build(),
+            hosts: TtlMap::new(100_000),
+            unknown_ttl,
             manifests: moka::future::Cache::builder()
                 .weigher(|_k, m: &Arc<Manifest>| {
                     // Roughly what a parsed entry costs: path, hash, type and map overhead.
@@ -99,21 +71,29 @@ impl Resolver {
                 })
                 .max_capacity(manifest_bytes.max(1024 * 1024))
                 .build(),
-            fresh: moka::sync::Cache::builder()
-                .max_capacity(100_000)
-                .time_to_live(refresh)
-                .build(),
+            fresh: TtlMap::new(100_000),
+            refresh,
         }
+    }
+
+    /// Remembers what `host` resolves to: a known host for long, an unknown one briefly.
+    fn insert_host(&self, host: Domain, site: Option<SiteId>) {
+        let ttl = if site.is_some() {
+            KNOWN_HOST_TTL
+        } else {
+            self.unknown_ttl
+        };
+        self.hosts.insert(host, site, ttl);
     }
 
     /// The site a host serves: `None` for an unknown host, a removed domain, a suspended
     /// site — the visitor cannot tell these apart.
     pub async fn site_for_host(&self, host: &Domain) -> Result<Option<Site>, StoreError> {
-        let (id, from_map) = match self.hosts.get(host).await {
+        let (id, from_map) = match self.hosts.get(host) {
             Some(v) => (v, true),
             None => {
                 let v = self.meta.site_for_domain(host).await?;
-                self.hosts.insert(host.clone(), v.clone()).await;
+                self.insert_host(host.clone(), v.clone());
                 (v, false)
             }
         };
@@ -135,20 +115,20 @@ impl Resolver {
         if let Some(fresh_id) = fresh_id {
             if let Some(s) = self.reload(&fresh_id).await? {
                 if s.domains.contains(host) {
-                    self.hosts.insert(host.clone(), Some(fresh_id)).await;
+                    self.insert_host(host.clone(), Some(fresh_id));
                     return Ok(Some(s).filter(|s| !s.settings.suspended));
                 }
             }
         }
-        self.hosts.insert(host.clone(), None).await;
+        self.insert_host(host.clone(), None);
         Ok(None)
     }
 
     /// A site's record as this region knows it (`None`: unknown or removed).
     pub async fn site(&self, id: &SiteId) -> Result<Option<Site>, StoreError> {
         if let Some(entry) = self.cache.site(id).await {
-            if !self.fresh.contains_key(id) {
-                self.fresh.insert(id.clone(), ());
+            if !self.fresh.contains(id) {
+                self.fresh.insert(id.clone(), (), self.refresh);
                 let (meta, cache, id) = (self.meta.clone(), self.cache.clone(), id.clone());
                 tokio::spawn(async move {
                     match meta.site(&id).await {
@@ -180,7 +160,7 @@ impl Resolver {
     /// Reads a site record from the store and caches it (if newer than the cached one).
     async fn reload(&self, id: &SiteId) -> Result<Option<Site>, StoreError> {
         let site = self.meta.site(id).await?;
-        self.fresh.insert(id.clone(), ());
+        self.fresh.insert(id.clone(), (), self.refresh);
         let Some(s) = site else {
             return Ok(self.cache.site(id).await.and_then(|e| e.site));
         };
@@ -280,12 +260,12 @@ impl Resolver {
             .map(|s| s.domains.clone())
             .unwrap_or_default();
         for d in old_domains.iter().filter(|d| !new_domains.contains(d)) {
-            self.hosts.insert(d.clone(), None).await;
+            self.insert_host(d.clone(), None);
         }
         for d in &new_domains {
-            self.hosts.insert(d.clone(), Some(id.clone())).await;
+            self.insert_host(d.clone(), Some(id.clone()));
         }
-        self.fresh.insert(id.clone(), ());
+        self.fresh.insert(id.clone(), (), self.refresh);
         true
     }
 }

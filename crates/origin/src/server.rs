@@ -11,11 +11,13 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use std::convert::Infallible;
 use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::net::TcpListener;
-use tokio::sync::{mpsc, watch};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{oneshot, watch};
 use tokio::task::JoinSet;
+use tokio_util::task::TaskTracker;
 
 /// Largest request body accepted (API Gateway's own limit is close to this).
 pub const MAX_REQUEST_BODY: usize = 6 * 1024 * 1024;
@@ -29,6 +31,67 @@ fn too_large() -> Response<OriginBody> {
     r
 }
 
+/// Answers one connection until it closes, or until `stop` turns true; then it finishes
+/// the request in flight and closes.
+async fn connection(
+    stream: TcpStream,
+    peer: SocketAddr,
+    origin: Arc<Origin>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let svc = service_fn(move |req: Request<Incoming>| {
+        let origin = origin.clone();
+        async move {
+            let (parts, body) = req.into_parts();
+            let body: Bytes = match Limited::new(body, MAX_REQUEST_BODY).collect().await {
+                Ok(b) => b.to_bytes(),
+                Err(_) => return Ok::<_, Infallible>(too_large()),
+            };
+            Ok(origin
+                .handle(Request::from_parts(parts, body), Some(peer.ip()))
+                .await)
+        }
+    });
+    let conn = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(Duration::from_secs(30))
+        .serve_connection(TokioIo::new(stream), svc);
+    tokio::pin!(conn);
+    tokio::select! {
+        r = conn.as_mut() => {
+            if let Err(e) = r {
+                tracing::debug!(error = %e, "connection ended with an error");
+            }
+        }
+        _ = async { let _ = stop.wait_for(|s| *s).await; } => {
+            conn.as_mut().graceful_shutdown();
+            let _ = conn.await;
+        }
+    }
+}
+
+/// Accepts connections until `shutdown` completes, handing each to `take`.
+async fn accept(
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()>,
+    mut take: impl FnMut(TcpStream, SocketAddr),
+) {
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            _ = &mut shutdown => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => take(stream, peer),
+                Err(e) => {
+                    // Out of descriptors and the like: pause rather than spin.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            },
+        }
+    }
+}
+
 /// Serves `origin` on `listener` until `shutdown` completes, then stops accepting and
 /// lets open connections finish their current request.
 pub async fn serve(
@@ -38,57 +101,12 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut conns = JoinSet::new();
-    tokio::pin!(shutdown);
-    loop {
-        tokio::select! {
-            _ = &mut shutdown => break,
-            accepted = listener.accept() => {
-                let (stream, peer) = match accepted {
-                    Ok(a) => a,
-                    Err(e) => {
-                        // Out of descriptors and the like: pause rather than spin.
-                        tracing::warn!(error = %e, "accept failed");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
-                    }
-                };
-                let origin = origin.clone();
-                let mut stop = stop_rx.clone();
-                conns.spawn(async move {
-                    let svc = service_fn(move |req: Request<Incoming>| {
-                        let origin = origin.clone();
-                        async move {
-                            let (parts, body) = req.into_parts();
-                            let body: Bytes = match Limited::new(body, MAX_REQUEST_BODY).collect().await {
-                                Ok(b) => b.to_bytes(),
-                                Err(_) => return Ok::<_, Infallible>(too_large()),
-                            };
-                            Ok(origin.handle(Request::from_parts(parts, body), Some(peer.ip())).await)
-                        }
-                    });
-                    let conn = hyper::server::conn::http1::Builder::new()
-                        .timer(TokioTimer::new())
-                        .header_read_timeout(Duration::from_secs(30))
-                        .serve_connection(TokioIo::new(stream), svc);
-                    tokio::pin!(conn);
-                    tokio::select! {
-                        r = conn.as_mut() => {
-                            if let Err(e) = r {
-                                tracing::debug!(error = %e, "connection ended with an error");
-                            }
-                        }
-                        _ = async { let _ = stop.wait_for(|s| *s).await; } => {
-                            conn.as_mut().graceful_shutdown();
-                            let _ = conn.await;
-                        }
-                    }
-                });
-                // Reap finished connections so the set does not grow without bound.
-                while conns.try_join_next().is_some() {}
-            }
-        }
-    }
-    drop(listener);
+    accept(listener, shutdown, |stream, peer| {
+        conns.spawn(connection(stream, peer, origin.clone(), stop_rx.clone()));
+        // Reap finished connections so the set does not grow without bound.
+        while conns.try_join_next().is_some() {}
+    })
+    .await;
     let _ = stop_tx.send(true);
     if tokio::time::timeout(DRAIN, async { while conns.join_next().await.is_some() {} })
         .await
@@ -99,69 +117,75 @@ pub async fn serve(
     Ok(())
 }
 
-/// Serves `origin` on `listener` from `threads` single-threaded runtimes, each accepting
-/// and answering its own connections, as nginx's workers do: a request never changes
-/// thread, so no wake-up crosses threads either (a multi-threaded runtime's cross-thread
-/// unparks cost more than a cached answer). Returns once `shutdown` has completed and every
-/// thread has drained, or as soon as one thread fails.
+/// A single-threaded runtime on its own thread, running what it is handed until `exit`.
+struct Worker {
+    handle: tokio::runtime::Handle,
+    exited: oneshot::Receiver<()>,
+}
+
+impl Worker {
+    fn start(i: usize, mut exit: watch::Receiver<bool>) -> std::io::Result<Worker> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let handle = rt.handle().clone();
+        let (exited_tx, exited) = oneshot::channel();
+        std::thread::Builder::new()
+            .name(format!("origin-{i}"))
+            .spawn(move || {
+                rt.block_on(async move {
+                    let _ = exit.wait_for(|e| *e).await;
+                });
+                // Dropping the runtime cancels whatever outlived the drain.
+                drop(rt);
+                let _ = exited_tx.send(());
+            })?;
+        Ok(Worker { handle, exited })
+    }
+}
+
+/// Serves `origin` on `listener` from `threads` single-threaded runtimes, one per core, as
+/// nginx's workers do. Connections are dealt out in turn, so the threads share the load
+/// evenly, and each connection stays on its thread: a request never changes thread, so no
+/// wake-up crosses threads (a multi-threaded runtime's cross-thread wake-ups cost more
+/// than answering from the cache). Shutdown works as in [`serve`].
 pub async fn serve_threads(
     listener: TcpListener,
     origin: Arc<Origin>,
     shutdown: impl Future<Output = ()>,
     threads: usize,
 ) -> std::io::Result<()> {
-    let shared = listener.into_std()?;
+    let (exit_tx, exit_rx) = watch::channel(false);
+    let workers = (0..threads.max(1))
+        .map(|i| Worker::start(i, exit_rx.clone()))
+        .collect::<std::io::Result<Vec<_>>>()?;
     let (stop_tx, stop_rx) = watch::channel(false);
-    let (done_tx, mut done_rx) = mpsc::unbounded_channel::<std::io::Result<()>>();
-    let threads = threads.max(1);
-    for i in 0..threads {
-        let listener = shared.try_clone()?;
-        let origin = origin.clone();
-        let mut stop = stop_rx.clone();
-        let done = done_tx.clone();
-        std::thread::Builder::new()
-            .name(format!("origin-{i}"))
-            .spawn(move || {
-                let served = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .and_then(|rt| {
-                        rt.block_on(async move {
-                            let listener = TcpListener::from_std(listener)?;
-                            let stopped = async move {
-                                let _ = stop.wait_for(|s| *s).await;
-                            };
-                            serve(listener, origin, stopped).await
-                        })
-                    });
-                let _ = done.send(served);
-            })?;
-    }
-    drop((done_tx, shared));
-    tokio::pin!(shutdown);
-    let mut running = threads;
-    let mut result = Ok(());
-    tokio::select! {
-        _ = &mut shutdown => {}
-        ended = done_rx.recv() => {
-            running -= 1;
-            // A thread that stops before shutdown has failed; stop the others too.
-            result = ended.unwrap_or(Ok(())).and(Err(std::io::Error::other(
-                "an origin thread stopped before shutdown",
-            )));
-        }
-    }
-    let _ = stop_tx.send(true);
-    while running > 0 {
-        match done_rx.recv().await {
-            Some(r) => {
-                running -= 1;
-                if result.is_ok() {
-                    result = r;
+    let tracker = TaskTracker::new();
+    let mut next = 0;
+    accept(listener, shutdown, |stream, peer| {
+        let worker = &workers[next % workers.len()];
+        next = next.wrapping_add(1);
+        // Hand the socket over unregistered: the worker registers it with its own reactor.
+        let Ok(stream) = stream.into_std() else {
+            return;
+        };
+        let (origin, stop) = (origin.clone(), stop_rx.clone());
+        tracker.spawn_on(
+            async move {
+                if let Ok(stream) = TcpStream::from_std(stream) {
+                    connection(stream, peer, origin, stop).await;
                 }
-            }
-            None => break,
-        }
+            },
+            &worker.handle,
+        );
+    })
+    .await;
+    let _ = stop_tx.send(true);
+    tracker.close();
+    let _ = tokio::time::timeout(DRAIN, tracker.wait()).await;
+    let _ = exit_tx.send(true);
+    for w in workers {
+        let _ = w.exited.await;
     }
-    result
+    Ok(())
 }

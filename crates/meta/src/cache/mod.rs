@@ -56,7 +56,8 @@ pub trait Cache: Send + Sync {
 pub struct Tiered {
     memory: memory::MemoryCache,
     redis: Option<Arc<redis::RedisCache>>,
-    checked: moka::sync::Cache<SiteId, ()>,
+    checked: crate::ttl::TtlMap<SiteId, ()>,
+    fresh: std::time::Duration,
 }
 
 impl Tiered {
@@ -74,10 +75,8 @@ impl Tiered {
         Tiered {
             memory,
             redis: redis.map(Arc::new),
-            checked: moka::sync::Cache::builder()
-                .max_capacity(100_000)
-                .time_to_live(fresh)
-                .build(),
+            checked: crate::ttl::TtlMap::new(100_000),
+            fresh,
         }
     }
 
@@ -115,11 +114,11 @@ impl Cache for Tiered {
         let Some(redis) = &self.redis else {
             return local;
         };
-        if local.is_some() && self.checked.contains_key(id) {
+        if local.is_some() && self.checked.contains(id) {
             return local;
         }
         // Marked even when Redis fails, so a dead Redis costs one attempt per window.
-        self.checked.insert(id.clone(), ());
+        self.checked.insert(id.clone(), (), self.fresh);
         match redis.site(id).await {
             Some(shared) => {
                 self.memory.put_site(id, shared).await;
