@@ -25,14 +25,17 @@ if [ ${#need[@]} -gt 0 ]; then
 fi
 export PATH="$PATH:/usr/sbin"
 
-# One cargo invocation for every binary and the criterion benchmark: a single feature
-# resolution, so nothing is compiled twice (a separate `cargo bench` would resolve the
-# benchmark's dev-dependencies differently and rebuild the AWS SDK).
-echo "== building the release binaries (skyhost, the three Lambdas, hello-lambda, the harness, the handler benchmark)"
+# The Lambdas are built as `make package` ships them: without the CLI in the same
+# invocation, whose SSO and credential_process features would otherwise be unified into
+# their aws-config. The handler benchmark and the harness share that invocation (a
+# separate `cargo bench` would resolve the benchmark's dev-dependencies differently and
+# rebuild the AWS SDK); the CLI follows, reusing every crate whose features match.
+echo "== building the release binaries (the three Lambdas, hello-lambda, the harness, the handler benchmark; then skyhost)"
 build_log="$CARGO_TARGET_DIR/bench-build.json"
 nice -n 19 "$CARGO" build --release --message-format=json-render-diagnostics \
-  -p skyhost-cli -p skyhost-origin -p skyhost-replicator -p skyhost-asset-copier \
+  -p skyhost-origin -p skyhost-replicator -p skyhost-asset-copier \
   -p hello-lambda -p skyhost-bench --bins --bench handler >"$build_log"
+nice -n 19 "$CARGO" build --release -p skyhost-cli --bins
 handler=$(grep '"reason":"compiler-artifact"' "$build_log" | grep '"kind":\["bench"\]' | grep '"name":"handler"' \
   | grep -o '"executable":"[^"]*"' | tail -1 | cut -d'"' -f4)
 if [ -z "$handler" ] || [ ! -x "$handler" ]; then

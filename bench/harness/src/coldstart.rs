@@ -75,16 +75,9 @@ pub fn lambda_env(runtime_api: &str, name: &str, closed_endpoint: &str) -> Vec<(
     .collect()
 }
 
-fn pairs(p: &[(&str, &str)]) -> Vec<(String, String)> {
-    p.iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect()
-}
-
-/// The functions measured: the baseline, the three Lambdas with the variables
-/// `template.yaml` sets, and (no budget) the origin with `REDIS_URL` set.
-pub fn functions(bin_dir: &Path, hello: &Path, closed_endpoint: &str) -> Vec<Function> {
-    let origin_env = pairs(&[
+/// The origin's variables as `template.yaml` sets them in a replica region.
+fn origin_env() -> Vec<(String, String)> {
+    pairs(&[
         ("SKYHOST_REGION", "eu-central-1"),
         ("SKYHOST_PRIMARY_REGION", "us-west-2"),
         ("SKYHOST_TABLE", "skyhost-sites"),
@@ -96,7 +89,19 @@ pub fn functions(bin_dir: &Path, hello: &Path, closed_endpoint: &str) -> Vec<Fun
         ),
         ("SKYHOST_TRUST_FORWARDED_HOST", "false"),
         ("SKYHOST_CACHE_BYTES", "67108864"),
-    ]);
+    ])
+}
+
+fn pairs(p: &[(&str, &str)]) -> Vec<(String, String)> {
+    p.iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+/// The functions measured: the baseline, the three Lambdas with the variables
+/// `template.yaml` sets, and (no budget) the origin with `REDIS_URL` set.
+pub fn functions(bin_dir: &Path, hello: &Path, closed_endpoint: &str) -> Vec<Function> {
+    let origin_env = origin_env();
     let mut with_redis = origin_env.clone();
     let redis = closed_endpoint.replacen("http://", "redis://", 1);
     with_redis.push(("REDIS_URL".into(), redis));
@@ -229,7 +234,9 @@ pub struct ProbeStep {
 pub const PROBE_SCENARIOS: &[&str] = &[
     "naive",
     "origin",
+    "from-env",
     "connector",
+    "caches",
     "native-roots",
     "reqwest",
     "aws-lc-rand",
@@ -257,6 +264,11 @@ pub fn probe(bin: &Path, runs: usize) -> Result<Vec<ProbeStep>> {
                 .arg(scenario)
                 .env_clear()
                 .envs(lambda_env("127.0.0.1:9", "probe", &closed))
+                .envs(if *scenario == "from-env" {
+                    origin_env()
+                } else {
+                    Vec::new()
+                })
                 .stdin(Stdio::null())
                 .stderr(Stdio::null())
                 .output()

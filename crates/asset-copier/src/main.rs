@@ -6,7 +6,9 @@ use lambda_runtime::{service_fn, Error, LambdaEvent};
 use skyhost_asset_copier::Copier;
 use std::sync::Arc;
 
-#[tokio::main]
+// An instance handles one invocation at a time: a single-threaded runtime serves it and
+// starts without spawning a worker per core.
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {
     skyhost_meta::logging::init_lambda();
     let copier = Arc::new(Copier::from_env().await?);

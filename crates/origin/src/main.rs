@@ -2,7 +2,9 @@
 
 use std::sync::Arc;
 
-#[tokio::main]
+// An instance handles one invocation at a time: a single-threaded runtime serves it and
+// starts without spawning a worker per core.
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), lambda_http::Error> {
     skyhost_meta::logging::init_lambda();
     let origin = Arc::new(skyhost_origin::Origin::from_env().await?);

@@ -5,9 +5,11 @@
 //! Scenarios: `naive` (the default credential chain loaded once per region, then DynamoDB
 //! and two S3 clients: the first version's init), `origin` (what `Origin::from_env` does now
 //! in a replica region: one load with the environment's credentials, the primary region
-//! derived from it, the same clients), `connector` (skyhost's shared SDK connector with
-//! compiled-in, then system roots), `native-roots` (the system trust store alone),
-//! `reqwest` (the replicator's client), `aws-lc-rand` (first random bytes).
+//! derived from it, the same clients), `from-env` (logging and `Origin::from_env`, with the
+//! template's variables set by the caller), `connector` (skyhost's shared SDK connector with
+//! compiled-in, then system roots), `caches` (the in-process cache tiers), `native-roots`
+//! (the system trust store alone), `reqwest` (the replicator's client), `aws-lc-rand`
+//! (first random bytes).
 
 use aws_config::{BehaviorVersion, Region};
 use std::time::Instant;
@@ -92,6 +94,30 @@ async fn main() -> std::process::ExitCode {
             });
             drop(c);
         }
+        "from-env" => {
+            // The origin's whole init, with the template's variables set by the caller.
+            let t = Instant::now();
+            skyhost_meta::logging::init_lambda();
+            println!("logging\t{:.3}", t.elapsed().as_secs_f64() * 1000.0);
+            let o = astep("Origin::from_env", skyhost_origin::Origin::from_env()).await;
+            drop(o);
+        }
+        "caches" => {
+            // The in-process cache tiers the origin builds at init.
+            let m = step("memory cache (64 MiB)", || {
+                skyhost_meta::cache::memory::MemoryCache::new(64 * 1024 * 1024)
+            });
+            let t = step("tiered cache, no Redis", || {
+                skyhost_meta::cache::Tiered::new(
+                    skyhost_meta::cache::memory::MemoryCache::new(1024 * 1024),
+                    None,
+                )
+            });
+            let h = step("expiring map", || {
+                skyhost_meta::ttl::TtlMap::<String, ()>::new(100_000)
+            });
+            drop((m, t, h));
+        }
         "aws-lc-rand" => {
             step("aws-lc first random bytes", || {
                 let mut b = [0u8; 32];
@@ -106,7 +132,7 @@ async fn main() -> std::process::ExitCode {
         }
         other => {
             eprintln!(
-                "unknown scenario {other:?}: naive, origin, native-roots, reqwest, aws-lc-rand"
+                "unknown scenario {other:?}: naive, origin, connector, caches, native-roots, reqwest, aws-lc-rand"
             );
             return std::process::ExitCode::FAILURE;
         }

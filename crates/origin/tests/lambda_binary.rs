@@ -1,0 +1,154 @@
+//! The Lambda binary itself, as the service runs it: `skyhost-origin` started with the
+//! template's variables against a Runtime API stub, DynamoDB and S3 on moto. It takes one
+//! API Gateway REST event and streams the file back: `main.rs`'s wiring, its runtime, the
+//! SDK connector the Lambdas use (compiled-in roots, one pool) and the response stream.
+
+mod common;
+
+use bytes::Bytes;
+use common::*;
+use http::{Request, Response};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use skyhost_meta::blob::BlobStore;
+use std::convert::Infallible;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::mpsc;
+
+/// What the function sent back to the Runtime API.
+#[derive(Debug)]
+enum Reply {
+    Response(Bytes),
+    Error(String, Bytes),
+}
+
+/// A Runtime API that hands out `event` once, then holds every later poll.
+async fn runtime_api(event: String) -> (std::net::SocketAddr, mpsc::UnboundedReceiver<Reply>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (tx, rx) = mpsc::unbounded_channel();
+    let given = Arc::new(Mutex::new(false));
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                return;
+            };
+            let (tx, given, event) = (tx.clone(), given.clone(), event.clone());
+            tokio::spawn(async move {
+                let svc = service_fn(move |req: Request<Incoming>| {
+                    let (tx, given, event) = (tx.clone(), given.clone(), event.clone());
+                    async move {
+                        let path = req.uri().path().to_owned();
+                        if path.ends_with("/invocation/next") {
+                            let first = !std::mem::replace(&mut *given.lock().unwrap(), true);
+                            if !first {
+                                std::future::pending::<()>().await;
+                            }
+                            let deadline = std::time::SystemTime::now()
+                                .duration_since(std::time::UNIX_EPOCH)
+                                .unwrap()
+                                .as_millis()
+                                + 30_000;
+                            let resp = Response::builder()
+                                .header("lambda-runtime-aws-request-id", "req-1")
+                                .header("lambda-runtime-deadline-ms", deadline.to_string())
+                                .header(
+                                    "lambda-runtime-invoked-function-arn",
+                                    "arn:aws:lambda:us-west-2:123456789012:function:origin",
+                                )
+                                .body(Full::new(Bytes::from(event)))
+                                .unwrap();
+                            return Ok::<_, Infallible>(resp);
+                        }
+                        let body = req.into_body().collect().await.unwrap().to_bytes();
+                        let _ = tx.send(if path.ends_with("/response") {
+                            Reply::Response(body)
+                        } else {
+                            Reply::Error(path, body)
+                        });
+                        Ok(Response::builder()
+                            .status(202)
+                            .body(Full::new(Bytes::from_static(b"{}")))
+                            .unwrap())
+                    }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), svc)
+                    .await;
+            });
+        }
+    });
+    (addr, rx)
+}
+
+#[tokio::test]
+async fn the_origin_binary_answers_an_api_gateway_event() {
+    let table = dynamo("us-west-2").await;
+    let bucket = s3("us-west-2").await;
+    let site = unique("bin");
+    let host = format!("{site}.test");
+    deploy(
+        &table,
+        &bucket,
+        &site,
+        &[&host],
+        &[file("/index.html", "served by the binary", "text/html")],
+        rules(None, None, None),
+    )
+    .await;
+
+    let mut event: serde_json::Value = serde_json::from_str(include_str!(
+        "../../../events/skyhost/rest-api-get-page-custom-domain.json"
+    ))
+    .unwrap();
+    event["path"] = "/index.html".into();
+    event["requestContext"]["path"] = "/index.html".into();
+    event["pathParameters"]["proxy"] = "index.html".into();
+    event["headers"]["host"] = host.clone().into();
+    event["multiValueHeaders"]["host"] = serde_json::json!([host]);
+    let (api, mut replies) = runtime_api(event.to_string()).await;
+
+    let endpoint = std::env::var("AWS_ENDPOINT_URL").expect("moto's endpoint (make test sets it)");
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_skyhost-origin"))
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("AWS_LAMBDA_RUNTIME_API", api.to_string())
+        .env("AWS_LAMBDA_FUNCTION_NAME", "origin")
+        .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "512")
+        .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
+        .env("AWS_REGION", "us-west-2")
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .env("AWS_ENDPOINT_URL", endpoint)
+        .env("SKYHOST_REGION", "us-west-2")
+        .env("SKYHOST_PRIMARY_REGION", "us-west-2")
+        .env("SKYHOST_TABLE", table.table())
+        .env("SKYHOST_BUCKET", bucket.bucket())
+        .env("SKYHOST_PRIMARY_BUCKET", bucket.bucket())
+        .env("SKYHOST_NOTIFY_SECRETS", "secret")
+        .env("SKYHOST_CACHE_BYTES", "1048576")
+        .env("SKYHOST_TRUST_FORWARDED_HOST", "false")
+        .kill_on_drop(true)
+        .spawn()
+        .expect("the origin binary starts");
+
+    let reply = tokio::time::timeout(Duration::from_secs(30), replies.recv())
+        .await
+        .expect("an answer within 30 s")
+        .expect("the stub is running");
+    let _ = child.kill().await;
+    let Reply::Response(stream) = reply else {
+        panic!("the function reported an error: {reply:?}");
+    };
+    // A streamed API Gateway answer: a JSON prelude, eight NUL bytes, then the body.
+    let split = stream
+        .windows(8)
+        .position(|w| w == [0u8; 8])
+        .expect("the prelude's separator");
+    let prelude: serde_json::Value = serde_json::from_slice(&stream[..split]).unwrap();
+    assert_eq!(prelude["statusCode"], 200, "{prelude}");
+    assert_eq!(&stream[split + 8..], b"served by the binary");
+}
