@@ -168,6 +168,9 @@ pub enum LocalAction {
         /// Each origin's in-process cache, in bytes.
         #[arg(long, default_value_t = 64 * 1024 * 1024)]
         cache_bytes: u64,
+        /// Threads serving each origin (default: one per core).
+        #[arg(long)]
+        origin_threads: Option<usize>,
     },
     /// Put a region in maintenance (failover drill).
     Fail {
@@ -412,6 +415,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 health_interval_ms,
                 failure_threshold,
                 cache_bytes,
+                origin_threads,
             } => {
                 up(UpOptions {
                     dir: dir.clone(),
@@ -421,6 +425,9 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                     health_interval: Duration::from_millis((*health_interval_ms).max(10)),
                     threshold: *failure_threshold,
                     cache_bytes: *cache_bytes,
+                    origin_threads: origin_threads.unwrap_or_else(|| {
+                        std::thread::available_parallelism().map_or(1, |n| n.get())
+                    }),
                 })
                 .await?;
             }

@@ -2,18 +2,19 @@
 //! the serving path (host → site, freshness marks, backfills in flight, lockout counters).
 //!
 //! A general cache (moka) is kept for what needs eviction by size; these maps hold small
-//! values, are read on every request and are built at every cold start, where a mutexed
-//! `HashMap` is cheaper on both counts than a concurrent cache's logs and sketches.
+//! values, are read on every request and are built at every cold start, where a `HashMap`
+//! behind a read-write lock is cheaper on both counts than a concurrent cache's logs and
+//! sketches. Reads share the lock, so request threads never wait on one another.
 
 use std::borrow::Borrow;
 use std::collections::HashMap;
 use std::hash::Hash;
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{Duration, Instant};
 
 /// Entries that expire a set time after they were inserted; at most `capacity` of them.
 pub struct TtlMap<K, V> {
-    entries: Mutex<HashMap<K, (V, Instant)>>,
+    entries: RwLock<HashMap<K, (V, Instant)>>,
     capacity: usize,
 }
 
@@ -21,14 +22,18 @@ impl<K: Hash + Eq, V: Clone> TtlMap<K, V> {
     /// An empty map holding at most `capacity` entries (at least one).
     pub fn new(capacity: usize) -> Self {
         TtlMap {
-            entries: Mutex::new(HashMap::new()),
+            entries: RwLock::new(HashMap::new()),
             capacity: capacity.max(1),
         }
     }
 
-    fn lock(&self) -> MutexGuard<'_, HashMap<K, (V, Instant)>> {
-        // A panic elsewhere cannot leave the map inconsistent: every operation is one call.
-        self.entries.lock().unwrap_or_else(PoisonError::into_inner)
+    // A panic elsewhere cannot leave the map inconsistent: every change is one call.
+    fn read(&self) -> RwLockReadGuard<'_, HashMap<K, (V, Instant)>> {
+        self.entries.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn write(&self) -> RwLockWriteGuard<'_, HashMap<K, (V, Instant)>> {
+        self.entries.write().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// The value of `key` unless it has expired.
@@ -38,15 +43,17 @@ impl<K: Hash + Eq, V: Clone> TtlMap<K, V> {
         Q: Hash + Eq + ?Sized,
     {
         let now = Instant::now();
-        let mut map = self.lock();
-        match map.get(key) {
-            Some((v, expires)) if *expires > now => Some(v.clone()),
-            Some(_) => {
-                map.remove(key);
-                None
-            }
-            None => None,
+        match self.read().get(key) {
+            Some((v, expires)) if *expires > now => return Some(v.clone()),
+            Some(_) => {}
+            None => return None,
         }
+        // Expired: drop it, unless it was renewed in between.
+        let mut map = self.write();
+        if map.get(key).is_some_and(|(_, expires)| *expires <= now) {
+            map.remove(key);
+        }
+        None
     }
 
     /// Whether `key` is present and unexpired.
@@ -61,7 +68,7 @@ impl<K: Hash + Eq, V: Clone> TtlMap<K, V> {
     /// Sets `key` to `value` for `ttl`.
     pub fn insert(&self, key: K, value: V, ttl: Duration) {
         let now = Instant::now();
-        let mut map = self.lock();
+        let mut map = self.write();
         if !map.contains_key(&key) {
             Self::make_room(&mut map, self.capacity, now);
         }
@@ -71,7 +78,7 @@ impl<K: Hash + Eq, V: Clone> TtlMap<K, V> {
     /// The unexpired value of `key`, or `make()`'s, inserted for `ttl`.
     pub fn get_or_insert_with(&self, key: K, ttl: Duration, make: impl FnOnce() -> V) -> V {
         let now = Instant::now();
-        let mut map = self.lock();
+        let mut map = self.write();
         if let Some((v, expires)) = map.get(&key) {
             if *expires > now {
                 return v.clone();
@@ -90,12 +97,12 @@ impl<K: Hash + Eq, V: Clone> TtlMap<K, V> {
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        self.lock().remove(key);
+        self.write().remove(key);
     }
 
     /// Entries held, expired ones included until they are next touched.
     pub fn len(&self) -> usize {
-        self.lock().len()
+        self.read().len()
     }
 
     /// Whether nothing is held.

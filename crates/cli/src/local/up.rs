@@ -37,6 +37,8 @@ pub struct UpOptions {
     pub threshold: u32,
     /// Each origin's in-process cache.
     pub cache_bytes: u64,
+    /// Threads serving each origin.
+    pub origin_threads: usize,
 }
 
 async fn bind(port: u16, what: &str) -> Result<TcpListener> {
@@ -80,11 +82,11 @@ pub async fn up(o: UpOptions) -> Result<()> {
             Arc::new(Tiered::new(MemoryCache::new(o.cache_bytes), None)),
         ));
         let mut stop = stop_rx.clone();
+        let threads = o.origin_threads;
         tasks.push(tokio::spawn(async move {
             let shutdown = async move {
                 let _ = stop.changed().await;
             };
-            let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
             if let Err(e) =
                 skyhost_origin::server::serve_threads(listener, origin, shutdown, threads).await
             {
