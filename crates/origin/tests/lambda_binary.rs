@@ -19,7 +19,6 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 
 /// What the function sent back to the Runtime API.
-#[derive(Debug)]
 enum Reply {
     Response(Bytes),
     Error(String, Bytes),
@@ -140,8 +139,12 @@ async fn the_origin_binary_answers_an_api_gateway_event() {
         .expect("an answer within 30 s")
         .expect("the stub is running");
     let _ = child.kill().await;
-    let Reply::Response(stream) = reply else {
-        panic!("the function reported an error: {reply:?}");
+    let stream = match reply {
+        Reply::Response(s) => s,
+        Reply::Error(path, body) => panic!(
+            "the function reported an error to {path}: {}",
+            String::from_utf8_lossy(&body)
+        ),
     };
     // A streamed API Gateway answer: a JSON prelude, eight NUL bytes, then the body.
     let split = stream
