@@ -158,6 +158,31 @@ fn classify(err: BoxError) -> ConnectorError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    fn request(method: http::Method, url: String, body: SdkBody) -> HttpRequest {
+        HttpRequest::try_from(
+            http::Request::builder()
+                .method(method)
+                .uri(url)
+                .body(body)
+                .unwrap(),
+        )
+        .unwrap()
+    }
+
+    /// A server that reads one request, writes `answer` (possibly nothing) and hangs up.
+    async fn one_shot(answer: &'static [u8]) -> std::net::SocketAddr {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        tokio::spawn(async move {
+            let (mut s, _) = l.accept().await.unwrap();
+            let mut buf = [0u8; 1024];
+            let _ = s.read(&mut buf).await;
+            let _ = s.write_all(answer).await;
+        });
+        addr
+    }
 
     #[tokio::test]
     async fn a_refused_connection_is_retryable_io() {
@@ -166,36 +191,22 @@ mod tests {
             let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
             l.local_addr().unwrap().port()
         };
-        let c = HyperConnector::new();
-        let req = HttpRequest::try_from(
-            http::Request::get(format!("http://127.0.0.1:{port}/"))
-                .body(SdkBody::empty())
-                .unwrap(),
-        )
-        .unwrap();
-        let err = c.call(req).await.unwrap_err();
+        let url = format!("http://127.0.0.1:{port}/");
+        let err = HyperConnector::new()
+            .call(request(http::Method::GET, url, SdkBody::empty()))
+            .await
+            .unwrap_err();
         assert!(err.is_io(), "{err:?}");
     }
 
     #[tokio::test]
     async fn a_connection_closed_before_the_answer_is_transient() {
-        use tokio::io::AsyncReadExt;
-        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = l.local_addr().unwrap();
-        tokio::spawn(async move {
-            let (mut s, _) = l.accept().await.unwrap();
-            let mut buf = [0u8; 1024];
-            let _ = s.read(&mut buf).await;
-            // Hang up without a word.
-        });
-        let c = HyperConnector::new();
-        let req = HttpRequest::try_from(
-            http::Request::get(format!("http://{addr}/"))
-                .body(SdkBody::empty())
-                .unwrap(),
-        )
-        .unwrap();
-        let err = c.call(req).await.unwrap_err();
+        let addr = one_shot(b"").await;
+        let url = format!("http://{addr}/");
+        let err = HyperConnector::new()
+            .call(request(http::Method::GET, url, SdkBody::empty()))
+            .await
+            .unwrap_err();
         assert!(
             err.is_io() || err.as_other() == Some(ErrorKind::TransientError),
             "{err:?}"
@@ -204,25 +215,12 @@ mod tests {
 
     #[tokio::test]
     async fn answers_come_through() {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = l.local_addr().unwrap();
-        tokio::spawn(async move {
-            let (mut s, _) = l.accept().await.unwrap();
-            let mut buf = [0u8; 1024];
-            let _ = s.read(&mut buf).await;
-            let _ = s
-                .write_all(b"HTTP/1.1 201 Created\r\ncontent-length: 5\r\n\r\nhello")
-                .await;
-        });
-        let c = HyperConnector::new();
-        let req = HttpRequest::try_from(
-            http::Request::put(format!("http://{addr}/"))
-                .body(SdkBody::from("x"))
-                .unwrap(),
-        )
-        .unwrap();
-        let resp = c.call(req).await.expect("an answer");
+        let addr = one_shot(b"HTTP/1.1 201 Created\r\ncontent-length: 5\r\n\r\nhello").await;
+        let url = format!("http://{addr}/");
+        let resp = HyperConnector::new()
+            .call(request(http::Method::PUT, url, SdkBody::from("x")))
+            .await
+            .expect("an answer");
         assert_eq!(resp.status().as_u16(), 201);
         let body = aws_smithy_types::byte_stream::ByteStream::new(resp.into_body())
             .collect()

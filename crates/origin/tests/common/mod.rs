@@ -375,17 +375,22 @@ impl Running {
     }
 }
 
-/// Starts `server::serve` for `origin` on a free loopback port.
-pub async fn start(origin: Arc<Origin>) -> Running {
+/// What a test server stops on.
+type Shutdown = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
+
+/// Binds a free loopback port and runs `serve` on it until [`Running::stop`].
+async fn spawn_server<F>(serve: impl FnOnce(tokio::net::TcpListener, Shutdown) -> F) -> Running
+where
+    F: std::future::Future<Output = std::io::Result<()>> + Send + 'static,
+{
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(skyhost_origin::server::serve(
+    let task = tokio::spawn(serve(
         listener,
-        origin,
-        async move {
+        Box::pin(async move {
             let _ = rx.await;
-        },
+        }),
     ));
     Running {
         base,
@@ -394,24 +399,14 @@ pub async fn start(origin: Arc<Origin>) -> Running {
     }
 }
 
+/// Starts `server::serve` for `origin` on a free loopback port.
+pub async fn start(origin: Arc<Origin>) -> Running {
+    spawn_server(|l, stop| skyhost_origin::server::serve(l, origin, stop)).await
+}
+
 /// Starts `server::serve_threads` for `origin` with `threads` runtimes on a free port.
 pub async fn start_threads(origin: Arc<Origin>, threads: usize) -> Running {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(skyhost_origin::server::serve_threads(
-        listener,
-        origin,
-        async move {
-            let _ = rx.await;
-        },
-        threads,
-    ));
-    Running {
-        base,
-        stop: Some(tx),
-        task,
-    }
+    spawn_server(|l, stop| skyhost_origin::server::serve_threads(l, origin, stop, threads)).await
 }
 
 /// A client that never follows redirects nor decompresses.
