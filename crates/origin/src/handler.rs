@@ -791,8 +791,8 @@ impl Origin {
         if !available.is_empty() {
             h.insert(header::VARY, HeaderValue::from_static("Accept-Encoding"));
         }
-        let conditions = Conditions::from_headers(&ctx.parts.headers);
         if preconditions {
+            let conditions = Conditions::from_headers(&ctx.parts.headers);
             // The tags of the other codings matter only to an If-None-Match / If-Match.
             let equivalent: Vec<String> = if conditions.has_tag_lists() {
                 std::iter::once(identity.clone())
