@@ -37,14 +37,18 @@ pub struct FunctionResult {
     pub min_ms: Option<f64>,
     /// Median over the hello-world's median.
     pub ratio: Option<f64>,
+    /// Median minor page faults from exec to the first poll.
+    #[serde(default)]
+    pub minor_faults: Option<f64>,
     /// Whether the 1.3× budget applies.
     pub budgeted: bool,
 }
 
-/// What every Lambda function gets from the service (values like a real one's), plus the
-/// stub's address and an endpoint nobody listens on, so any network I/O at init fails
-/// fast rather than reaching out.
-pub fn lambda_env(runtime_api: &str, name: &str, closed_endpoint: &str) -> Vec<(String, String)> {
+/// What every Lambda function gets from the service (values like a real one's), with the
+/// stub as its Runtime API. Nothing else: no endpoint override, which Lambda does not set
+/// and which would add its own parsing to the SDK's init. [`measure`] checks separately
+/// that no function opens a connection at init.
+pub fn lambda_env(runtime_api: &str, name: &str) -> Vec<(String, String)> {
     [
         ("AWS_LAMBDA_RUNTIME_API", runtime_api),
         ("AWS_LAMBDA_FUNCTION_NAME", name),
@@ -65,7 +69,6 @@ pub fn lambda_env(runtime_api: &str, name: &str, closed_endpoint: &str) -> Vec<(
             "benchbenchbenchbenchbenchbenchbenchbench",
         ),
         ("AWS_SESSION_TOKEN", "bench-session-token"),
-        ("AWS_ENDPOINT_URL", closed_endpoint),
         ("TZ", ":UTC"),
         ("LANG", "en_US.UTF-8"),
         ("PATH", "/usr/local/bin:/usr/bin:/bin"),
@@ -154,13 +157,18 @@ pub fn functions(bin_dir: &Path, hello: &Path, closed_endpoint: &str) -> Vec<Fun
     ]
 }
 
-/// Starts each function `runs` times, round-robin (after one unmeasured round that warms the
-/// page cache), and times exec → first poll. `logs` receives their output.
+/// Starts each function `runs` times, round-robin, and times exec → first poll. `logs`
+/// receives their output. One unmeasured round comes first: it warms the page cache and
+/// proves that no function opens a connection before its first poll (every AWS endpoint
+/// and `REDIS_URL` point at a listener then, which must see nothing).
 pub async fn measure(fns: &[Function], runs: usize, logs: &Path) -> Result<Vec<FunctionResult>> {
     let mut stub = runtime::start().await?;
     let api = stub.addr.to_string();
-    let closed = closed_endpoint()?;
+    let watch = std::net::TcpListener::bind("127.0.0.1:0")?;
+    watch.set_nonblocking(true)?;
+    let watched = watch.local_addr()?;
     let mut samples: Vec<Vec<f64>> = vec![Vec::new(); fns.len()];
+    let mut faults: Vec<Vec<f64>> = vec![Vec::new(); fns.len()];
     std::fs::create_dir_all(logs)?;
     for round in 0..=runs {
         for (i, f) in fns.iter().enumerate() {
@@ -171,22 +179,38 @@ pub async fn measure(fns: &[Function], runs: usize, logs: &Path) -> Result<Vec<F
                 .open(logs.join(format!("{}.log", f.name.replace([' ', '(', ')'], "_"))))?;
             let mut cmd = Command::new(&f.bin);
             cmd.env_clear()
-                .envs(lambda_env(&api, &f.name, &closed))
+                .envs(lambda_env(&api, &f.name))
                 .envs(f.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
                 .stdin(Stdio::null())
                 .stdout(log.try_clone()?)
                 .stderr(log);
+            if round == 0 {
+                cmd.env("AWS_ENDPOINT_URL", format!("http://{watched}"));
+                if f.env.iter().any(|(k, _)| k == "REDIS_URL") {
+                    cmd.env("REDIS_URL", format!("redis://{watched}"));
+                }
+            }
             let started = Instant::now();
             let mut child = cmd
                 .spawn()
                 .with_context(|| format!("starting {}", f.bin.display()))?;
             let ev = tokio::time::timeout(Duration::from_secs(10), stub.events.recv()).await;
+            // The function now waits on the stub for its first event: what it has faulted
+            // in so far is its init's.
+            let faulted = minor_faults(child.id());
             let _ = child.kill();
             let _ = child.wait();
+            if let Ok((_, from)) = watch.accept() {
+                bail!(
+                    "{} opened a connection (from {from}) before its first poll",
+                    f.name
+                );
+            }
             match ev {
                 Ok(Some(Event::Next(at))) => {
                     if round > 0 {
                         samples[i].push(at.duration_since(started).as_secs_f64() * 1000.0);
+                        faults[i].extend(faulted.map(|n| n as f64));
                     }
                 }
                 Ok(Some(Event::InitError(body))) => bail!("{} failed its init: {body}", f.name),
@@ -204,7 +228,8 @@ pub async fn measure(fns: &[Function], runs: usize, logs: &Path) -> Result<Vec<F
     Ok(fns
         .iter()
         .zip(samples)
-        .map(|(f, s)| {
+        .zip(faults)
+        .map(|((f, s), faulted)| {
             let median = stats::median(&s);
             FunctionResult {
                 name: f.name.clone(),
@@ -214,9 +239,42 @@ pub async fn measure(fns: &[Function], runs: usize, logs: &Path) -> Result<Vec<F
                 ratio: stats::ratio(median, base),
                 budgeted: f.budgeted,
                 samples_ms: s,
+                minor_faults: stats::median(&faulted),
             }
         })
         .collect())
+}
+
+/// Minor page faults of process `pid` so far (`/proc/PID/stat`, field 10).
+pub fn minor_faults(pid: u32) -> Option<u64> {
+    parse_minflt(&std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)
+}
+
+/// Field 10 of a `/proc/PID/stat` line. The command name (field 2) may hold spaces and
+/// parentheses, so fields are counted from the last `)`.
+fn parse_minflt(stat: &str) -> Option<u64> {
+    let (_, rest) = stat.rsplit_once(')')?;
+    rest.split_whitespace().nth(7)?.parse().ok()
+}
+
+/// What one page fault costs on this machine, in µs: the median of three passes that each
+/// write the first byte of 4,096 fresh anonymous pages. A start's faults times this is
+/// roughly what they cost it (a fault on a file-backed page costs somewhat more).
+pub fn page_fault_cost_us() -> Option<f64> {
+    const PAGES: usize = 4096;
+    let mut passes = Vec::new();
+    for _ in 0..3 {
+        // Zeroed memory this large comes straight from mmap: no page is touched yet.
+        let mut v = vec![0u8; PAGES * 4096];
+        let t = Instant::now();
+        for page in v.chunks_mut(4096) {
+            page[0] = 1;
+        }
+        let elapsed = t.elapsed();
+        std::hint::black_box(&v);
+        passes.push(elapsed.as_secs_f64() * 1e6 / PAGES as f64);
+    }
+    stats::median(&passes)
 }
 
 /// One step of an init, timed in-process by `init-probe`.
@@ -255,7 +313,6 @@ pub fn parse_probe(out: &str) -> Vec<(String, f64)> {
 /// Runs `init-probe` `runs` times per scenario, each in a fresh process with the Lambda
 /// environment, and returns each step's median.
 pub fn probe(bin: &Path, runs: usize) -> Result<Vec<ProbeStep>> {
-    let closed = closed_endpoint()?;
     let mut out = Vec::new();
     for scenario in PROBE_SCENARIOS {
         let mut steps: Vec<(String, Vec<f64>)> = Vec::new();
@@ -263,7 +320,7 @@ pub fn probe(bin: &Path, runs: usize) -> Result<Vec<ProbeStep>> {
             let o = Command::new(bin)
                 .arg(scenario)
                 .env_clear()
-                .envs(lambda_env("127.0.0.1:9", "probe", &closed))
+                .envs(lambda_env("127.0.0.1:9", "probe"))
                 .envs(if *scenario == "from-env" {
                     origin_env()
                 } else {
@@ -341,36 +398,68 @@ mod tests {
         assert_eq!(fns.iter().filter(|f| f.budgeted).count(), 3);
         let redis = &fns[4].env;
         assert!(redis.contains(&("REDIS_URL".into(), "redis://127.0.0.1:9".into())));
-        let env = lambda_env("127.0.0.1:1", "f", "http://127.0.0.1:9");
+        let env = lambda_env("127.0.0.1:1", "f");
         for k in [
             "AWS_LAMBDA_RUNTIME_API",
             "AWS_LAMBDA_FUNCTION_NAME",
             "AWS_REGION",
-            "AWS_ENDPOINT_URL",
             "AWS_ACCESS_KEY_ID",
         ] {
             assert!(env.iter().any(|(n, _)| n == k), "{k}");
         }
+        // Lambda sets no endpoint override, and neither do the measured starts.
+        assert!(!env.iter().any(|(n, _)| n.starts_with("AWS_ENDPOINT_URL")));
     }
 
-    #[tokio::test]
-    async fn measures_a_process_that_polls() {
-        // A shell that polls the stub with bash's /dev/tcp: a function in miniature.
-        let dir = tempfile::tempdir().unwrap();
-        let script = dir.path().join("fn.sh");
+    /// A function in miniature: a shell that polls the stub with bash's /dev/tcp, after
+    /// running `before`.
+    fn shell_function(dir: &Path, before: &str) -> Function {
+        let script = dir.join("fn.sh");
         std::fs::write(
             &script,
-            "#!/bin/bash\nexec 3<>/dev/tcp/${AWS_LAMBDA_RUNTIME_API%:*}/${AWS_LAMBDA_RUNTIME_API#*:}\nprintf 'GET /2018-06-01/runtime/invocation/next HTTP/1.1\\r\\nHost: x\\r\\n\\r\\n' >&3\nsleep 30\n",
+            format!("#!/bin/bash\n{before}\nexec 3<>/dev/tcp/${{AWS_LAMBDA_RUNTIME_API%:*}}/${{AWS_LAMBDA_RUNTIME_API#*:}}\nprintf 'GET /2018-06-01/runtime/invocation/next HTTP/1.1\\r\\nHost: x\\r\\n\\r\\n' >&3\nsleep 30\n"),
         )
         .unwrap();
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
-        let f = Function {
+        Function {
             name: "sh".into(),
             bin: script,
             env: Vec::new(),
             budgeted: false,
-        };
+        }
+    }
+
+    #[test]
+    fn minor_faults_come_from_proc() {
+        let line = "4242 (a (weird) name) S 1 4242 4242 0 -1 4194304 377 0 2 0 5 3";
+        assert_eq!(parse_minflt(line), Some(377));
+        assert_eq!(parse_minflt("4242 (x) S 1"), None);
+        assert!(minor_faults(std::process::id()).is_some_and(|n| n > 0));
+        let cost = page_fault_cost_us().unwrap();
+        assert!(cost > 0.0 && cost < 1000.0, "{cost}");
+    }
+
+    #[tokio::test]
+    async fn a_connection_at_init_is_caught() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = shell_function(
+            dir.path(),
+            "u=${AWS_ENDPOINT_URL#http://}\n[ -n \"$u\" ] && exec 4<>/dev/tcp/${u%:*}/${u#*:}",
+        );
+        let err = measure(&[f], 1, &dir.path().join("logs"))
+            .await
+            .unwrap_err();
+        assert!(
+            format!("{err:#}").contains("sh opened a connection"),
+            "{err:#}"
+        );
+    }
+
+    #[tokio::test]
+    async fn measures_a_process_that_polls() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = shell_function(dir.path(), "");
         let r = measure(&[f.clone(), f], 2, &dir.path().join("logs"))
             .await
             .unwrap();
@@ -382,5 +471,6 @@ mod tests {
             r[0].samples_ms
         );
         assert_eq!(r[0].ratio, Some(1.0));
+        assert!(r[0].minor_faults.is_some_and(|n| n > 0.0), "{r:?}");
     }
 }

@@ -189,11 +189,12 @@ async fn run(a: RunArgs) -> Result<()> {
             Ok(fs) => {
                 for f in &fs {
                     say(&format!(
-                        "  {:<32} median {:>7.2} ms  p90 {:>7.2} ms  ratio {:.2}×",
+                        "  {:<32} median {:>7.2} ms  p90 {:>7.2} ms  ratio {:.2}×  page faults {:.0}",
                         f.name,
                         f.median_ms.unwrap_or(f64::NAN),
                         f.p90_ms.unwrap_or(f64::NAN),
-                        f.ratio.unwrap_or(f64::NAN)
+                        f.ratio.unwrap_or(f64::NAN),
+                        f.minor_faults.unwrap_or(f64::NAN)
                     ));
                 }
                 let init_steps = match coldstart::probe(&a.bin_dir.join("init-probe"), 10) {
@@ -215,6 +216,7 @@ async fn run(a: RunArgs) -> Result<()> {
                     runs: a.cold_runs,
                     functions: fs,
                     init_steps,
+                    fault_cost_us: coldstart::page_fault_cost_us(),
                 });
             }
             Err(e) => r.errors.push(format!("cold start: {e:#}")),

@@ -117,15 +117,20 @@ pub fn render(r: &Results, results_file: &str, chart_file: Option<&str>, notes: 
                 "From `exec` of each release binary to its first `GET /2018-06-01/runtime/invocation/next` on a local \
                  Runtime API stub (which then holds the request), {} measured starts each, round-robin, after one \
                  unmeasured round (the page cache is warm, as on a Lambda worker that has the image). The variables are \
-                 those `template.yaml` sets plus what Lambda sets; `AWS_ENDPOINT_URL` points at a closed port. The \
-                 baseline is `bench/hello-lambda`, built with the same profile.\n",
+                 those `template.yaml` sets plus what Lambda sets, and no endpoint override. In the unmeasured round, every \
+                 AWS endpoint and `REDIS_URL` point at a listener, which must see no connection before the first poll. The \
+                 baseline is `bench/hello-lambda`, built with the same profile. Page faults are each start's minor \
+                 faults from `exec` to its first poll (`/proc/PID/stat`), medians.\n",
                 c.runs
             );
-            let _ = writeln!(s, "| function | median | p90 | fastest | ratio to hello-lambda |\n|---|---|---|---|---|");
+            let _ = writeln!(
+                s,
+                "| function | median | p90 | fastest | ratio to hello-lambda | page faults |\n|---|---|---|---|---|---|"
+            );
             for f in &c.functions {
                 let _ = writeln!(
                     s,
-                    "| {}{} | {} | {} | {} | {} |",
+                    "| {}{} | {} | {} | {} | {} | {} |",
                     f.name,
                     if f.budgeted || f.name == "hello-lambda" {
                         ""
@@ -137,7 +142,17 @@ pub fn render(r: &Results, results_file: &str, chart_file: Option<&str>, notes: 
                     ms(f.min_ms),
                     f.ratio
                         .map(|x| format!("{x:.2}×"))
+                        .unwrap_or_else(|| "–".into()),
+                    f.minor_faults
+                        .map(|n| format!("{n:.0}"))
                         .unwrap_or_else(|| "–".into())
+                );
+            }
+            if let Some(us) = c.fault_cost_us {
+                let _ = writeln!(
+                    s,
+                    "\nOne page fault (the first write to a fresh anonymous page) costs **{us:.2} µs** on this \
+                     machine, measured in this run."
                 );
             }
             if !c.init_steps.is_empty() {

@@ -91,6 +91,9 @@ pub struct ColdStart {
     /// In-process timings of init steps (`init-probe`), medians.
     #[serde(default)]
     pub init_steps: Vec<crate::coldstart::ProbeStep>,
+    /// What one page fault costs on this machine, µs.
+    #[serde(default)]
+    pub fault_cost_us: Option<f64>,
 }
 
 /// Section 4.
@@ -392,6 +395,7 @@ pub(crate) mod tests {
             min_ms: Some(ms),
             ratio: Some(ms / 4.0),
             budgeted,
+            minor_faults: Some(ms * 100.0),
         };
         Results {
             date: "2026-01-01T00:00:00Z".into(),
@@ -431,6 +435,7 @@ pub(crate) mod tests {
                     step: "load native roots".into(),
                     median_ms: 2.5,
                 }],
+                fault_cost_us: Some(1.5),
             }),
             propagation: Some(Propagation {
                 regions: vec!["us-west-2".into(), "eu-central-1".into()],

@@ -56,12 +56,22 @@ pub async fn aws_with_roots(region: &str, roots: Roots) -> SdkConfig {
         // The SDK's own client still works; it is only slower to start.
         Err(e) => tracing::warn!(error = %e, "falling back to the SDK's default HTTP client"),
     }
-    // In Lambda the execution role's keys are in the environment: reading them directly
-    // spares init the STS client (and its TLS connector) the default chain would build.
-    if in_lambda() && env_opt("AWS_ACCESS_KEY_ID").is_some() {
-        loader = loader.credentials_provider(
-            aws_config::environment::EnvironmentVariableCredentialsProvider::new(),
+    if in_lambda() {
+        // A function has no ~/.aws files: looking for them is init time spent on nothing.
+        // (The set may not be empty; one empty in-memory config file stands in.)
+        use aws_runtime::env_config::file::{EnvConfigFileKind, EnvConfigFiles};
+        loader = loader.profile_files(
+            EnvConfigFiles::builder()
+                .with_contents(EnvConfigFileKind::Config, "")
+                .build(),
         );
+        // The execution role's keys are in the environment: reading them directly spares
+        // init the STS client (and its TLS connector) the default chain would build.
+        if env_opt("AWS_ACCESS_KEY_ID").is_some() {
+            loader = loader.credentials_provider(
+                aws_config::environment::EnvironmentVariableCredentialsProvider::new(),
+            );
+        }
     }
     loader.load().await
 }

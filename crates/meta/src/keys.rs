@@ -5,10 +5,16 @@ use crate::model::Encoding;
 
 /// `sites/{site}/blobs/{sha256}[.br|.gz]`.
 pub fn blob(site: &SiteId, hash: &BlobHash, encoding: Option<Encoding>) -> String {
-    format!(
-        "sites/{site}/blobs/{hash}{}",
-        encoding.map(Encoding::suffix).unwrap_or("")
-    )
+    // Built by hand: the origin names a blob on every file answer.
+    let (site, hash) = (site.as_str(), hash.as_str());
+    let suffix = encoding.map(Encoding::suffix).unwrap_or("");
+    let mut key = String::with_capacity(13 + site.len() + hash.len() + suffix.len());
+    key.push_str("sites/");
+    key.push_str(site);
+    key.push_str("/blobs/");
+    key.push_str(hash);
+    key.push_str(suffix);
+    key
 }
 
 /// `sites/{site}/manifests/{deployment}.json`.

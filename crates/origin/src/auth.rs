@@ -60,6 +60,17 @@ fn ceil_secs(d: Duration) -> u64 {
     d.as_secs() + u64::from(d.subsec_nanos() > 0)
 }
 
+/// 32 bytes from the OS. A one-off secret needs no seeded generator: `rand`'s thread RNG
+/// would probe the CPU's features (a dozen `cpuid` exits in a VM) at init.
+fn salt() -> [u8; 32] {
+    use rand::TryRngCore;
+    let mut s = [0u8; 32];
+    match rand::rngs::OsRng.try_fill_bytes(&mut s) {
+        Ok(()) => s,
+        Err(_) => rand::random(),
+    }
+}
+
 impl Lockout {
     /// Counters in Redis at `redis_url` when given (connected lazily), else in memory.
     pub fn new(redis_url: Option<&str>, max_failures: u32, window: Duration) -> Self {
@@ -85,7 +96,7 @@ impl Lockout {
             max_failures: max_failures.max(1),
             window,
             granted: TtlMap::new(10_000),
-            salt: rand::random(),
+            salt: salt(),
         }
     }
 

@@ -62,10 +62,17 @@ pub struct Validators<'a> {
 
 /// The strong ETag of a blob, per content coding (`None`: identity).
 pub fn etag(hash: &str, coding: Option<&str>) -> String {
-    match coding {
-        Some(c) => format!("\"{hash}-{c}\""),
-        None => format!("\"{hash}\""),
+    // Built by hand: this runs on every file answer, and `format!` costs several times more.
+    let coding = coding.unwrap_or("");
+    let mut tag = String::with_capacity(hash.len() + coding.len() + 3);
+    tag.push('"');
+    tag.push_str(hash);
+    if !coding.is_empty() {
+        tag.push('-');
+        tag.push_str(coding);
     }
+    tag.push('"');
+    tag
 }
 
 /// An HTTP date for unix seconds.

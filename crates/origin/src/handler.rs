@@ -305,20 +305,32 @@ impl Origin {
         } else {
             for_region(&here, &config.primary_region)
         };
-        let meta: Arc<dyn MetaStore> = Arc::new(DynamoStore::new(
-            dynamodb(&primary_conf),
-            config.table.clone(),
-        ));
-        let local: Arc<dyn BlobStore> =
-            Arc::new(S3BlobStore::new(s3(&here), config.bucket.clone()));
-        let primary: Option<Arc<dyn BlobStore>> = if config.primary_bucket != config.bucket {
-            Some(Arc::new(S3BlobStore::new(
-                s3(&primary_conf),
-                config.primary_bucket.clone(),
-            )))
-        } else {
-            None
+        let buckets = || {
+            let local = s3(&here);
+            let primary = (config.primary_bucket != config.bucket).then(|| s3(&primary_conf));
+            (local, primary)
         };
+        // Each SDK crate parses its own endpoint rules when its first client is built: the
+        // DynamoDB and S3 clients are built side by side, on two cores where there are two.
+        let (dynamo, (local, primary)) = std::thread::scope(|scope| {
+            let dynamo = std::thread::Builder::new()
+                .name("init-dynamodb".into())
+                .spawn_scoped(scope, || dynamodb(&primary_conf));
+            let buckets = buckets();
+            let dynamo = match dynamo {
+                Ok(t) => t
+                    .join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic)),
+                // No thread to be had: build it here.
+                Err(_) => dynamodb(&primary_conf),
+            };
+            (dynamo, buckets)
+        });
+        let meta: Arc<dyn MetaStore> = Arc::new(DynamoStore::new(dynamo, config.table.clone()));
+        let local: Arc<dyn BlobStore> = Arc::new(S3BlobStore::new(local, config.bucket.clone()));
+        let primary: Option<Arc<dyn BlobStore>> = primary.map(|client| {
+            Arc::new(S3BlobStore::new(client, config.primary_bucket.clone())) as Arc<dyn BlobStore>
+        });
         let redis = config
             .redis_url
             .as_deref()
@@ -752,14 +764,13 @@ impl Origin {
         };
         let hash = entry.hash.as_str();
         let last_modified = ctx.manifest.created;
-        let identity = conditional::etag(hash, None);
         let preconditions = mode == Mode::File && status == StatusCode::OK;
         let decision = if preconditions && ctx.is_get_or_head() {
             let if_range_ok = match ctx.parts.headers.get(header::IF_RANGE) {
                 None => true,
-                Some(v) => v
-                    .to_str()
-                    .is_ok_and(|v| range::if_range_matches(v, &identity, last_modified)),
+                Some(v) => v.to_str().is_ok_and(|v| {
+                    range::if_range_matches(v, &conditional::etag(hash, None), last_modified)
+                }),
             };
             range::decide(ctx.header(header::RANGE), if_range_ok, entry.size)
         } else {
@@ -795,7 +806,7 @@ impl Origin {
             let conditions = Conditions::from_headers(&ctx.parts.headers);
             // The tags of the other codings matter only to an If-None-Match / If-Match.
             let equivalent: Vec<String> = if conditions.has_tag_lists() {
-                std::iter::once(identity.clone())
+                std::iter::once(conditional::etag(hash, None))
                     .chain(
                         available
                             .iter()

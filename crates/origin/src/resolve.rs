@@ -40,7 +40,8 @@ pub struct Resolver {
     hosts: TtlMap<Domain, Option<SiteId>>,
     /// How long an unknown host is remembered.
     unknown_ttl: Duration,
-    manifests: moka::future::Cache<(SiteId, DeploymentId), Arc<Manifest>>,
+    /// Parsed manifests by deployment id (the entry names its site, which is checked).
+    manifests: moka::future::Cache<DeploymentId, Arc<Manifest>>,
     /// Sites whose record was read from the store recently (see `site_refresh`).
     fresh: TtlMap<SiteId, ()>,
     /// How long a site record read from the store counts as fresh.
@@ -186,9 +187,12 @@ impl Resolver {
         site: &SiteId,
         deployment: &DeploymentId,
     ) -> Result<(Arc<Manifest>, CacheOutcome), ResolveError> {
-        let k = (site.clone(), deployment.clone());
-        if let Some(m) = self.manifests.get(&k).await {
-            return Ok((m, CacheOutcome::Hit));
+        // Looked up by deployment alone, so a hit clones no key. Two sites could in principle
+        // draw the same id; the entry's own site settles it.
+        if let Some(m) = self.manifests.get(deployment).await {
+            if m.site == *site {
+                return Ok((m, CacheOutcome::Hit));
+            }
         }
         let key = keys::manifest(site, deployment);
         let (bytes, outcome) = self.data.bytes(&key).await?;
@@ -203,7 +207,7 @@ impl Resolver {
             });
         }
         let m = Arc::new(m);
-        self.manifests.insert(k, m.clone()).await;
+        self.manifests.insert(deployment.clone(), m.clone()).await;
         Ok((m, outcome))
     }
 

@@ -990,3 +990,41 @@ async fn precompressed_variants_are_served_from_their_own_blobs() {
     assert_eq!(g.body.to_vec(), marker);
     w.server.stop().await;
 }
+
+/// Two sites whose deployments drew the same id each serve their own files: parsed
+/// manifests are kept by deployment id, and an entry of another site is never used.
+#[tokio::test]
+async fn sites_sharing_a_deployment_id_keep_their_own_files() {
+    let env = Embedded::new("us-west-2");
+    let id = skyhost_meta::DeploymentId::parse("20260101T000000Z-0a1b2c3d").unwrap();
+    for (site, host) in [("alpha", "alpha.test"), ("beta", "beta.test")] {
+        deploy_with(
+            env.meta.as_ref(),
+            env.local.as_ref(),
+            site,
+            &[host],
+            &[file(
+                "/index.html",
+                format!("<h1>{site}</h1>"),
+                "text/html; charset=utf-8",
+            )],
+            rules(None, None, None),
+            DeployOpts {
+                deployment: Some(id.clone()),
+                ..DeployOpts::default()
+            },
+        )
+        .await;
+    }
+    let server = start(env.origin(config())).await;
+    let client = client();
+    // Twice each, interleaved: the second answers come from the parsed-manifest cache.
+    for _ in 0..2 {
+        for site in ["alpha", "beta"] {
+            let got = get(&client, &server.base, &format!("{site}.test"), "/").await;
+            assert_eq!(got.status, StatusCode::OK);
+            assert_eq!(got.text(), format!("<h1>{site}</h1>"));
+        }
+    }
+    server.stop().await;
+}
