@@ -152,10 +152,23 @@ pub async fn up(o: UpOptions) -> Result<()> {
     }));
 
     println!("skyhost local is up ({})", o.dir.display());
-    println!("  edge router   http://127.0.0.1:{}  (header {}: <region> picks the simulated visitor's location)", o.port, edge::CLIENT_REGION);
+    // One column for the names, wide enough for the longest region (ap-southeast-1 and up).
+    let width = bases
+        .iter()
+        .map(|(r, _)| r.len())
+        .max()
+        .unwrap_or(0)
+        .max(11)
+        + 2;
+    println!(
+        "  {:<width$}http://127.0.0.1:{}  (header {}: <region> picks the simulated visitor's location)",
+        "edge router",
+        o.port,
+        edge::CLIENT_REGION
+    );
     for (i, (r, b)) in bases.iter().enumerate() {
         println!(
-            "  {:<14}{}{}",
+            "  {:<width$}{}{}",
             r,
             b,
             if i == 0 { "  (primary)" } else { "" }
