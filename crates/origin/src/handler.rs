@@ -305,18 +305,14 @@ impl Origin {
         } else {
             for_region(&here, &config.primary_region)
         };
-        let buckets = || {
-            let local = s3(&here);
-            let primary = (config.primary_bucket != config.bucket).then(|| s3(&primary_conf));
-            (local, primary)
-        };
         // Each SDK crate parses its own endpoint rules when its first client is built: the
         // DynamoDB and S3 clients are built side by side, on two cores where there are two.
-        let (dynamo, (local, primary)) = std::thread::scope(|scope| {
+        let (dynamo, local, primary) = std::thread::scope(|scope| {
             let dynamo = std::thread::Builder::new()
                 .name("init-dynamodb".into())
                 .spawn_scoped(scope, || dynamodb(&primary_conf));
-            let buckets = buckets();
+            let local = s3(&here);
+            let primary = (config.primary_bucket != config.bucket).then(|| s3(&primary_conf));
             let dynamo = match dynamo {
                 Ok(t) => t
                     .join()
@@ -324,7 +320,7 @@ impl Origin {
                 // No thread to be had: build it here.
                 Err(_) => dynamodb(&primary_conf),
             };
-            (dynamo, buckets)
+            (dynamo, local, primary)
         });
         let meta: Arc<dyn MetaStore> = Arc::new(DynamoStore::new(dynamo, config.table.clone()));
         let local: Arc<dyn BlobStore> = Arc::new(S3BlobStore::new(local, config.bucket.clone()));

@@ -1018,7 +1018,8 @@ async fn sites_sharing_a_deployment_id_keep_their_own_files() {
     }
     let server = start(env.origin(config())).await;
     let client = client();
-    // Twice each, interleaved: the second answers come from the parsed-manifest cache.
+    // Interleaved, twice: after the first, every lookup finds the other site's manifest
+    // under the shared id and must not use it.
     for _ in 0..2 {
         for site in ["alpha", "beta"] {
             let got = get(&client, &server.base, &format!("{site}.test"), "/").await;
