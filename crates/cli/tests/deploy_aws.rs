@@ -5,37 +5,18 @@ mod common;
 
 use skyhost_cli::backend::{AwsOptions, Backend};
 use skyhost_cli::deploy::{deploy, DeployOptions};
-use skyhost_meta::blob::s3::S3BlobStore;
-use skyhost_meta::store::dynamodb::DynamoStore;
+use skyhost_meta::blob::BlobStore;
 use skyhost_meta::{keys, Manifest, SiteId};
 use std::path::Path;
 use std::time::Duration;
 
 const REGIONS: [&str; 3] = ["us-west-2", "eu-central-1", "ap-southeast-1"];
 
-fn unique(p: &str) -> String {
-    format!("{p}-{:08x}", rand::random::<u32>())
-}
-
 async fn backend() -> Backend {
-    std::env::var("AWS_ENDPOINT_URL").expect(
-        "AWS_ENDPOINT_URL is not set: run the suite with `make test`, which starts a moto server",
-    );
-    let table = unique("sites");
-    let conf = skyhost_meta::config::aws(REGIONS[0]).await;
-    DynamoStore::new(skyhost_meta::config::dynamodb(&conf), &table)
-        .ensure_table()
-        .await
-        .unwrap();
+    let table = skyhost_testkit::dynamo(REGIONS[0]).await.table().to_owned();
     let mut buckets = Vec::new();
     for r in REGIONS {
-        let name = unique(&format!("skyhost-{r}"));
-        let conf = skyhost_meta::config::aws(r).await;
-        S3BlobStore::new(skyhost_meta::config::s3(&conf), &name)
-            .ensure_bucket(r)
-            .await
-            .unwrap();
-        buckets.push(format!("{r}={name}"));
+        buckets.push(format!("{r}={}", skyhost_testkit::s3(r).await.bucket()));
     }
     Backend::aws(&AwsOptions {
         primary_region: Some(REGIONS[0].into()),

@@ -1,8 +1,6 @@
 //! The blob store contract, run against every adapter: the embedded folder bucket and S3
 //! on a moto server. The same cases, not copies.
 
-mod common;
-
 use bytes::Bytes;
 use futures::StreamExt;
 use sha2::{Digest, Sha256};
@@ -221,7 +219,7 @@ async fn folder() -> (FsBlobStore, tempfile::TempDir) {
 }
 
 async fn s3() -> (skyhost_meta::blob::s3::S3BlobStore, ()) {
-    (common::s3("us-west-2").await, ())
+    (skyhost_testkit::s3("us-west-2").await, ())
 }
 
 contract!(embedded_folder, folder());

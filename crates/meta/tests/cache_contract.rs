@@ -1,8 +1,6 @@
 //! The cache contract, run against every tier: in-process (moka), Redis on a real
 //! redis-server, and the two tiered together.
 
-mod common;
-
 use bytes::Bytes;
 use skyhost_meta::cache::memory::MemoryCache;
 use skyhost_meta::cache::redis::RedisCache;
@@ -19,12 +17,12 @@ fn entry(id: &SiteId, rev: u64) -> SiteEntry {
 }
 
 pub async fn missing_and_immutable_entries(c: &dyn Cache) {
-    let k = common::unique("sites/a/blobs");
+    let k = skyhost_testkit::unique("sites/a/blobs");
     assert_eq!(c.get(&k).await, None);
     c.put(&k, Bytes::from_static(b"body")).await;
     assert_eq!(c.get(&k).await, Some(Bytes::from_static(b"body")));
     assert_eq!(
-        c.site(&SiteId::parse(&common::unique("none")).unwrap())
+        c.site(&SiteId::parse(&skyhost_testkit::unique("none")).unwrap())
             .await,
         None
     );
@@ -32,7 +30,7 @@ pub async fn missing_and_immutable_entries(c: &dyn Cache) {
 }
 
 pub async fn site_revision_never_decreases(c: &dyn Cache) {
-    let id = SiteId::parse(&common::unique("site")).unwrap();
+    let id = SiteId::parse(&skyhost_testkit::unique("site")).unwrap();
     assert!(c.put_site(&id, entry(&id, 3)).await);
     assert!(!c.put_site(&id, entry(&id, 2)).await, "older refused");
     assert!(!c.put_site(&id, entry(&id, 3)).await, "same refused");
@@ -76,9 +74,9 @@ macro_rules! contract {
 }
 
 fn redis() -> RedisCache {
-    RedisCache::new(&common::redis_url())
+    RedisCache::new(&skyhost_testkit::redis_url())
         .unwrap()
-        .with_prefix(&common::unique("t"))
+        .with_prefix(&skyhost_testkit::unique("t"))
 }
 
 contract!(in_process, MemoryCache::new(1 << 20));
@@ -131,7 +129,7 @@ async fn redis_down_is_a_miss_never_an_error() {
 #[tokio::test]
 async fn tiered_backfills_memory_from_redis() {
     let shared = redis();
-    let key = common::unique("sites/a/blobs");
+    let key = skyhost_testkit::unique("sites/a/blobs");
     shared.put(&key, Bytes::from_static(b"from redis")).await;
     let t = Tiered::new(MemoryCache::new(1 << 20), Some(shared));
     assert_eq!(t.get(&key).await, Some(Bytes::from_static(b"from redis")));
@@ -144,12 +142,12 @@ async fn tiered_backfills_memory_from_redis() {
 #[tokio::test]
 async fn instances_sharing_redis_see_each_others_site_updates() {
     // Two origin instances of one region: a notification reaches only the first.
-    let prefix = common::unique("shared");
+    let prefix = skyhost_testkit::unique("shared");
     let make = || {
         Tiered::with_site_freshness(
             MemoryCache::new(1 << 20),
             Some(
-                RedisCache::new(&common::redis_url())
+                RedisCache::new(&skyhost_testkit::redis_url())
                     .unwrap()
                     .with_prefix(&prefix),
             ),

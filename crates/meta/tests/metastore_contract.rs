@@ -1,8 +1,6 @@
 //! The metadata store contract, run against every adapter: the embedded SQLite store and
 //! DynamoDB (with its stream) on a moto server. The same cases, not copies.
 
-mod common;
-
 use skyhost_meta::store::item::site_from_item;
 use skyhost_meta::store::{ChangeFeed, MetaStore, StoreError};
 use skyhost_meta::*;
@@ -300,8 +298,16 @@ async fn sqlite() -> (store::sqlite::SqliteStore, store::sqlite::SqliteStore) {
     (s, other)
 }
 
+/// DynamoDB and its stream, on moto.
+async fn dynamodb() -> (
+    store::dynamodb::DynamoStore,
+    store::dynamodb::DynamoStreamFeed,
+) {
+    skyhost_testkit::dynamo_with_feed("us-west-2").await
+}
+
 contract!(embedded_sqlite, sqlite());
-contract!(dynamodb_on_moto, common::dynamo("us-west-2"));
+contract!(dynamodb_on_moto, dynamodb());
 
 #[tokio::test]
 async fn sqlite_conditional_writes_hold_across_processes() {

@@ -42,33 +42,12 @@ const MIB: usize = 1024 * 1024;
 
 // ------------------------------------------------------------------ moto
 
-fn require_moto() {
-    if std::env::var("AWS_ENDPOINT_URL").is_err() {
-        panic!("AWS_ENDPOINT_URL is not set: run the suite with `make test`, which starts a moto server");
-    }
-}
-
-fn unique(prefix: &str) -> String {
-    format!("{prefix}-{:08x}", rand::random::<u32>())
-}
-
 async fn bucket(region: &str) -> S3BlobStore {
-    let conf = skyhost_meta::config::aws(region).await;
-    let store = S3BlobStore::new(skyhost_meta::config::s3(&conf), unique("e2e-bucket"));
-    store
-        .ensure_bucket(region)
-        .await
-        .expect("create bucket on moto");
-    store
+    skyhost_testkit::s3(region).await
 }
 
 async fn table() -> (DynamoStore, DynamoStreamFeed) {
-    let conf = skyhost_meta::config::aws(PRIMARY).await;
-    let store = DynamoStore::new(skyhost_meta::config::dynamodb(&conf), unique("e2e-sites"));
-    store.ensure_table().await.expect("create table on moto");
-    let arn = store.stream_arn().await.expect("stream arn");
-    let feed = DynamoStreamFeed::new(skyhost_meta::config::dynamodb_streams(&conf), arn, PRIMARY);
-    (store, feed)
+    skyhost_testkit::dynamo_with_feed(PRIMARY).await
 }
 
 fn sha256_hex(b: &[u8]) -> String {
@@ -435,7 +414,6 @@ fn in_10s() -> Instant {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_deploy_reaches_every_region_and_survives_replays_reordering_and_outages() {
-    require_moto();
     let (table, feed) = table().await;
     let primary = bucket(PRIMARY).await;
     let mut eu = RegionOrigin::start(EU, bucket(EU).await, &primary).await;
@@ -709,7 +687,6 @@ async fn put_blob(primary: &S3BlobStore, site: &str, body: &Bytes) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_interrupted_streamed_copy_leaves_nothing_and_the_retry_finishes() {
-    require_moto();
     let primary = bucket(PRIMARY).await;
     let replica = bucket(EU).await;
     // Above the S3 adapter's 8 MiB part size, so the destination write is multipart too.
@@ -785,7 +762,6 @@ impl aws_sdk_s3::config::Intercept for FailPart {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_interrupted_multipart_copy_is_aborted_and_the_retry_finishes() {
-    require_moto();
     let primary = bucket(PRIMARY).await;
     let plain = bucket(AP).await;
     let armed = Arc::new(AtomicBool::new(true));

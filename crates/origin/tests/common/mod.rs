@@ -1,17 +1,14 @@
 //! Test support: a deploy helper (blobs, precompressed variants and manifest into a bucket;
 //! deployment and site record into a store), embedded and emulated backends, an origin
-//! served on 127.0.0.1, and the real servers `make test` starts. A missing server fails
-//! the test; it is never skipped.
-#![allow(dead_code)]
+//! served on 127.0.0.1, and (from `skyhost-testkit`) the real servers `make test` starts.
+#![allow(dead_code, unused_imports)] // each test binary uses part of it
 
 use bytes::Bytes;
 use http::{HeaderMap, Method, Request, StatusCode};
 use skyhost_meta::blob::fs::FsBlobStore;
-use skyhost_meta::blob::s3::S3BlobStore;
 use skyhost_meta::blob::BlobStore;
 use skyhost_meta::cache::memory::MemoryCache;
 use skyhost_meta::cache::Cache;
-use skyhost_meta::store::dynamodb::DynamoStore;
 use skyhost_meta::store::sqlite::SqliteStore;
 use skyhost_meta::store::MetaStore;
 use skyhost_meta::{
@@ -25,56 +22,7 @@ use std::io::Write;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// The moto server's endpoint, exported by `make test`.
-pub fn moto_endpoint() -> String {
-    std::env::var("AWS_ENDPOINT_URL").unwrap_or_else(|_| {
-        panic!("AWS_ENDPOINT_URL is not set: run the suite with `make test`, which starts a moto server")
-    })
-}
-
-/// The shared redis-server's URL, exported by `make test`.
-pub fn redis_url() -> String {
-    std::env::var("SKYHOST_TEST_REDIS_URL").unwrap_or_else(|_| {
-        panic!("SKYHOST_TEST_REDIS_URL is not set: run the suite with `make test`, which starts redis-server")
-    })
-}
-
-/// The redis-server binary, exported by `make test`.
-pub fn redis_server_binary() -> String {
-    std::env::var("SKYHOST_TEST_REDIS_SERVER").unwrap_or_else(|_| {
-        panic!("SKYHOST_TEST_REDIS_SERVER is not set: run the suite with `make test`, which installs redis-server")
-    })
-}
-
-/// A name no other test uses.
-pub fn unique(prefix: &str) -> String {
-    format!("{prefix}-{:08x}", rand::random::<u32>())
-}
-
-/// A fresh DynamoDB table on moto.
-pub async fn dynamo(region: &str) -> DynamoStore {
-    let _ = moto_endpoint();
-    // The connector the Lambdas use (compiled-in roots), as they use it.
-    let conf =
-        skyhost_meta::config::aws_with_roots(region, skyhost_meta::tls::Roots::Compiled).await;
-    let store = DynamoStore::new(skyhost_meta::config::dynamodb(&conf), unique("sites"));
-    store.ensure_table().await.expect("create table on moto");
-    store
-}
-
-/// A fresh S3 bucket on moto.
-pub async fn s3(region: &str) -> S3BlobStore {
-    let _ = moto_endpoint();
-    // The connector the Lambdas use (compiled-in roots), as they use it.
-    let conf =
-        skyhost_meta::config::aws_with_roots(region, skyhost_meta::tls::Roots::Compiled).await;
-    let store = S3BlobStore::new(skyhost_meta::config::s3(&conf), unique("skyhost-blobs"));
-    store
-        .ensure_bucket(region)
-        .await
-        .expect("create bucket on moto");
-    store
-}
+pub use skyhost_testkit::{dynamo, moto_endpoint, redis_server_binary, redis_url, s3, unique};
 
 /// One file of a test deployment.
 #[derive(Clone)]

@@ -1,0 +1,70 @@
+//! Test support shared by skyhost's crates: the real servers `make test` starts, and fresh
+//! tables and buckets on moto. A missing server fails the test; it is never skipped.
+
+use skyhost_meta::blob::s3::S3BlobStore;
+use skyhost_meta::store::dynamodb::{DynamoStore, DynamoStreamFeed};
+
+/// The moto server's endpoint, exported by `make test`.
+pub fn moto_endpoint() -> String {
+    required("AWS_ENDPOINT_URL", "starts a moto server")
+}
+
+/// The shared redis-server's URL, exported by `make test`.
+pub fn redis_url() -> String {
+    required("SKYHOST_TEST_REDIS_URL", "starts redis-server")
+}
+
+/// The redis-server binary (for tests that start and stop their own), exported by
+/// `make test`.
+pub fn redis_server_binary() -> String {
+    required("SKYHOST_TEST_REDIS_SERVER", "installs redis-server")
+}
+
+fn required(name: &str, what: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| {
+        panic!("{name} is not set: run the suite with `make test`, which {what}")
+    })
+}
+
+/// A name no other test uses.
+pub fn unique(prefix: &str) -> String {
+    format!("{prefix}-{:08x}", rand::random::<u32>())
+}
+
+/// The SDK configuration for `region` on moto, through the connector the Lambdas use
+/// (compiled-in roots), as they use it.
+pub async fn aws(region: &str) -> aws_config::SdkConfig {
+    let _ = moto_endpoint();
+    skyhost_meta::config::aws_with_roots(region, skyhost_meta::tls::Roots::Compiled).await
+}
+
+/// A fresh DynamoDB table on moto.
+pub async fn dynamo(region: &str) -> DynamoStore {
+    table(&aws(region).await).await
+}
+
+/// A fresh DynamoDB table on moto, with its stream feed.
+pub async fn dynamo_with_feed(region: &str) -> (DynamoStore, DynamoStreamFeed) {
+    let conf = aws(region).await;
+    let store = table(&conf).await;
+    let arn = store.stream_arn().await.expect("stream arn");
+    let feed = DynamoStreamFeed::new(skyhost_meta::config::dynamodb_streams(&conf), arn, region);
+    (store, feed)
+}
+
+async fn table(conf: &aws_config::SdkConfig) -> DynamoStore {
+    let store = DynamoStore::new(skyhost_meta::config::dynamodb(conf), unique("sites"));
+    store.ensure_table().await.expect("create table on moto");
+    store
+}
+
+/// A fresh S3 bucket on moto.
+pub async fn s3(region: &str) -> S3BlobStore {
+    let conf = aws(region).await;
+    let store = S3BlobStore::new(skyhost_meta::config::s3(&conf), unique("skyhost-blobs"));
+    store
+        .ensure_bucket(region)
+        .await
+        .expect("create bucket on moto");
+    store
+}
