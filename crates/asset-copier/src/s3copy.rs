@@ -6,7 +6,7 @@ use crate::multipart::{self, PartCopy};
 use async_trait::async_trait;
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart, MetadataDirective};
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
-use skyhost_meta::blob::s3::S3BlobStore;
+use skyhost_meta::blob::s3::{object_size, S3BlobStore};
 use skyhost_meta::blob::{BlobError, BlobStore};
 use std::collections::HashMap;
 use std::ops::Range;
@@ -31,17 +31,6 @@ impl SourceHead {
     }
 }
 
-fn backend<E, R>(bucket: &str, e: aws_sdk_s3::error::SdkError<E, R>) -> BlobError
-where
-    E: std::error::Error + Send + Sync + 'static,
-    R: std::fmt::Debug + Send + Sync + 'static,
-{
-    BlobError::Backend {
-        bucket: bucket.to_owned(),
-        message: aws_sdk_s3::error::DisplayErrorContext(e).to_string(),
-    }
-}
-
 /// Characters left as they are in an `x-amz-copy-source` key: unreserved ones and `/`.
 const COPY_SOURCE_KEEP: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'-')
@@ -57,26 +46,12 @@ pub fn copy_source(bucket: &str, key: &str) -> String {
 
 /// HEAD of `key` in `store`; `None` when missing.
 pub async fn head(store: &S3BlobStore, key: &str) -> Result<Option<SourceHead>, BlobError> {
-    match store
-        .client()
-        .head_object()
-        .bucket(store.bucket())
-        .key(key)
-        .send()
-        .await
-    {
-        Ok(o) => Ok(Some(SourceHead {
-            size: o
-                .content_length()
-                .and_then(|n| u64::try_from(n).ok())
-                .unwrap_or(0),
-            etag: o.e_tag().map(str::to_owned),
-            metadata: o.metadata().cloned().unwrap_or_default(),
-            content_type: o.content_type().map(str::to_owned),
-        })),
-        Err(e) if e.as_service_error().is_some_and(|s| s.is_not_found()) => Ok(None),
-        Err(e) => Err(backend(store.bucket(), e)),
-    }
+    Ok(store.head_object(key).await?.map(|o| SourceHead {
+        size: object_size(&o),
+        etag: o.e_tag().map(str::to_owned),
+        metadata: o.metadata().cloned().unwrap_or_default(),
+        content_type: o.content_type().map(str::to_owned),
+    }))
 }
 
 /// One CopyObject: metadata and content type travel with the object.
@@ -95,7 +70,7 @@ pub async fn copy_object(
         .metadata_directive(MetadataDirective::Copy)
         .send()
         .await
-        .map_err(|e| backend(dst.bucket(), e))?;
+        .map_err(|e| dst.err(e))?;
     Ok(())
 }
 
@@ -125,7 +100,7 @@ impl PartCopy for S3PartCopy<'_> {
             .set_content_type(self.head.content_type.clone())
             .send()
             .await
-            .map_err(|e| backend(self.dst.bucket(), e))?;
+            .map_err(|e| self.dst.err(e))?;
         out.upload_id()
             .map(str::to_owned)
             .ok_or_else(|| BlobError::Backend {
@@ -153,7 +128,7 @@ impl PartCopy for S3PartCopy<'_> {
             .copy_source_range(format!("bytes={}-{}", range.start, range.end - 1))
             .send()
             .await
-            .map_err(|e| backend(self.dst.bucket(), e))?;
+            .map_err(|e| self.dst.err(e))?;
         out.copy_part_result()
             .and_then(|r| r.e_tag())
             .map(str::to_owned)
@@ -181,7 +156,7 @@ impl PartCopy for S3PartCopy<'_> {
             )
             .send()
             .await
-            .map_err(|e| backend(self.dst.bucket(), e))?;
+            .map_err(|e| self.dst.err(e))?;
         Ok(())
     }
 
@@ -194,7 +169,7 @@ impl PartCopy for S3PartCopy<'_> {
             .upload_id(upload_id)
             .send()
             .await
-            .map_err(|e| backend(self.dst.bucket(), e))?;
+            .map_err(|e| self.dst.err(e))?;
         Ok(())
     }
 }

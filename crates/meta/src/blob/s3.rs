@@ -2,6 +2,7 @@
 
 use super::{check_key, exact_size, BlobBody, BlobError, BlobStore, ObjectInfo, ObjectMeta};
 use async_trait::async_trait;
+use aws_sdk_s3::operation::head_object::HeadObjectOutput;
 use aws_sdk_s3::primitives::ByteStream as S3Body;
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
 use aws_sdk_s3::Client;
@@ -10,6 +11,13 @@ use futures::StreamExt;
 
 /// Bodies above this size are uploaded in parts of this size.
 pub const MULTIPART_PART: usize = 8 * 1024 * 1024;
+
+/// The size S3 reports for an object (0 when it reports none).
+pub fn object_size(o: &HeadObjectOutput) -> u64 {
+    o.content_length()
+        .and_then(|n| u64::try_from(n).ok())
+        .unwrap_or(0)
+}
 
 /// A bucket in S3.
 #[derive(Clone, Debug)]
@@ -32,7 +40,8 @@ impl S3BlobStore {
         &self.client
     }
 
-    fn err<E, R>(&self, e: aws_sdk_s3::error::SdkError<E, R>) -> BlobError
+    /// An S3 call's failure on this bucket, as a blob store error.
+    pub fn err<E, R>(&self, e: aws_sdk_s3::error::SdkError<E, R>) -> BlobError
     where
         E: std::error::Error + Send + Sync + 'static,
         R: std::fmt::Debug + Send + Sync + 'static,
@@ -40,6 +49,23 @@ impl S3BlobStore {
         BlobError::Backend {
             bucket: self.bucket.clone(),
             message: aws_sdk_s3::error::DisplayErrorContext(e).to_string(),
+        }
+    }
+
+    /// HEAD of `key` as S3 answers it (metadata, content type, ETag); `None` when missing.
+    pub async fn head_object(&self, key: &str) -> Result<Option<HeadObjectOutput>, BlobError> {
+        check_key(key)?;
+        match self
+            .client
+            .head_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .send()
+            .await
+        {
+            Ok(o) => Ok(Some(o)),
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_not_found()) => Ok(None),
+            Err(e) => Err(self.err(e)),
         }
     }
 
@@ -162,25 +188,10 @@ impl BlobStore for S3BlobStore {
     }
 
     async fn head(&self, key: &str) -> Result<Option<ObjectMeta>, BlobError> {
-        check_key(key)?;
-        match self
-            .client
-            .head_object()
-            .bucket(&self.bucket)
-            .key(key)
-            .send()
-            .await
-        {
-            Ok(o) => Ok(Some(ObjectMeta {
-                size: o
-                    .content_length()
-                    .and_then(|n| u64::try_from(n).ok())
-                    .unwrap_or(0),
-                sha256: o.metadata().and_then(|m| m.get("sha256")).cloned(),
-            })),
-            Err(e) if e.as_service_error().is_some_and(|s| s.is_not_found()) => Ok(None),
-            Err(e) => Err(self.err(e)),
-        }
+        Ok(self.head_object(key).await?.map(|o| ObjectMeta {
+            size: object_size(&o),
+            sha256: o.metadata().and_then(|m| m.get("sha256")).cloned(),
+        }))
     }
 
     async fn get(
