@@ -706,8 +706,7 @@ async fn an_interrupted_streamed_copy_leaves_nothing_and_the_retry_finishes() {
         CopyOptions::default(),
     )
     .with_metrics(Metrics::discard());
-    let event: S3Event =
-        serde_json::from_str(&s3_event_json(&primary, std::slice::from_ref(&key)).await).unwrap();
+    let event = s3_event(&primary, &key).await;
 
     let err = copier.handle_s3(event.clone()).await.unwrap_err();
     let CopyError::Failed { failures, .. } = &err else {
@@ -715,21 +714,31 @@ async fn an_interrupted_streamed_copy_leaves_nothing_and_the_retry_finishes() {
     };
     assert_eq!(failures.len(), 1);
     assert!(failures[0].error.contains("connection reset"), "{err}");
-    assert!(
-        replica.head(&key).await.unwrap().is_none(),
-        "no partial object"
-    );
-    assert_eq!(
-        pending_uploads(&replica, &key).await,
-        0,
-        "the upload was aborted"
-    );
+    left_nothing(&replica, &key).await;
 
     source.broken.store(false, Ordering::SeqCst);
     let report = copier.handle_s3(event).await.expect("the retry copies");
     assert_eq!(report.transfers[0].method, Method::Stream);
     let got = read_all(&replica, &key).await;
     assert_eq!(sha256_hex(&got), sha256_hex(&body));
+}
+
+/// The S3 notification of `key`'s creation in `primary`.
+async fn s3_event(primary: &S3BlobStore, key: &str) -> S3Event {
+    serde_json::from_str(&s3_event_json(primary, &[key.to_owned()]).await).unwrap()
+}
+
+/// After a failed copy: no object in the replica, and no multipart upload left open.
+async fn left_nothing(replica: &S3BlobStore, key: &str) {
+    assert!(
+        replica.head(key).await.unwrap().is_none(),
+        "no partial object"
+    );
+    assert_eq!(
+        pending_uploads(replica, key).await,
+        0,
+        "the upload was aborted"
+    );
 }
 
 /// Fails UploadPartCopy of part `part` while armed (a connection lost mid-copy).
@@ -793,20 +802,11 @@ async fn an_interrupted_multipart_copy_is_aborted_and_the_retry_finishes() {
         },
     )
     .with_metrics(Metrics::discard());
-    let event: S3Event =
-        serde_json::from_str(&s3_event_json(&primary, std::slice::from_ref(&key)).await).unwrap();
+    let event = s3_event(&primary, &key).await;
 
     let err = copier.handle_s3(event.clone()).await.unwrap_err();
     assert!(err.to_string().contains("connection lost"), "{err}");
-    assert!(
-        replica.head(&key).await.unwrap().is_none(),
-        "no partial object"
-    );
-    assert_eq!(
-        pending_uploads(&replica, &key).await,
-        0,
-        "the upload was aborted"
-    );
+    left_nothing(&replica, &key).await;
 
     armed.store(false, Ordering::SeqCst);
     let report = copier
