@@ -73,6 +73,16 @@ fn body_of(e: &Expected) -> Bytes {
     Bytes::from(e.key.bytes().cycle().take(n).collect::<Vec<u8>>())
 }
 
+/// SAM's S3 put event and the key it names.
+fn sam_s3_put() -> (Value, String) {
+    let s3 = fixture("sam/s3-put.json");
+    let key = s3["Records"][0]["s3"]["object"]["key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    (s3, key)
+}
+
 async fn put(store: &FsBlobStore, key: &str, body: Bytes) {
     store.put_bytes(key, body, None).await.unwrap();
 }
@@ -157,11 +167,7 @@ async fn s3_fixture_copies_blobs_and_manifests_and_ignores_the_rest() {
 #[tokio::test]
 async fn the_entry_point_takes_either_shape_of_the_sam_fixtures() {
     let b = buckets();
-    let s3 = fixture("sam/s3-put.json");
-    let key = s3["Records"][0]["s3"]["object"]["key"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let (s3, key) = sam_s3_put();
     put(&b.primary, &key, Bytes::from_static(b"<h1>docs</h1>\n")).await;
     let c = copier(&b, Metrics::discard());
 
@@ -230,11 +236,7 @@ async fn a_missing_source_fails_the_invocation_after_copying_the_rest() {
 #[tokio::test]
 async fn an_sqs_body_that_is_not_an_s3_event_fails_the_invocation() {
     let b = buckets();
-    let s3 = fixture("sam/s3-put.json");
-    let key = s3["Records"][0]["s3"]["object"]["key"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let (s3, key) = sam_s3_put();
     put(&b.primary, &key, Bytes::from_static(b"x")).await;
     let sqs = serde_json::from_value(json!({"Records": [
         {"messageId": "good", "body": s3.to_string(), "eventSource": "aws:sqs"},
