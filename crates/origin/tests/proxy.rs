@@ -16,7 +16,7 @@ use http_body_util::{BodyExt, Empty, Full, StreamBody};
 use hyper::body::{Frame, Incoming};
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
-use skyhost_origin::proxy::{ClientInfo, Proxy, ProxyConfig, ProxyError};
+use skyhost_origin::proxy::{ClientInfo, Proxy, ProxyBody, ProxyConfig, ProxyError};
 use skyhost_rules::ProxyPolicy;
 use tokio::net::TcpListener;
 
@@ -168,6 +168,13 @@ fn get(path: &str) -> Request<Empty<Bytes>> {
         .unwrap()
 }
 
+/// `GET /` through `proxy` to `url`, a loopback upstream the policy allows.
+async fn get_local(proxy: &Proxy, url: &str) -> Result<Response<ProxyBody>, ProxyError> {
+    proxy
+        .forward(get("/"), url, &allow(&["127.0.0.1"]), &visitor())
+        .await
+}
+
 fn visitor() -> ClientInfo {
     ClientInfo {
         ip: Some("203.0.113.7".parse().unwrap()),
@@ -304,15 +311,7 @@ async fn loopback_without_allowlist_is_refused_before_connecting() {
 async fn allowlist_is_ignored_unless_the_operator_honours_it() {
     let up = start_upstream().await;
     let proxy = Proxy::new(ProxyConfig::default());
-    let err = proxy
-        .forward(
-            get("/"),
-            &up.url("/echo"),
-            &allow(&["127.0.0.1"]),
-            &visitor(),
-        )
-        .await
-        .unwrap_err();
+    let err = get_local(&proxy, &up.url("/echo")).await.unwrap_err();
     assert!(
         matches!(
             err,
@@ -525,15 +524,7 @@ async fn slow_upstream_times_out_with_504() {
         honor_allowlist: true,
         ..ProxyConfig::default()
     });
-    let err = proxy
-        .forward(
-            get("/"),
-            &up.url("/slow"),
-            &allow(&["127.0.0.1"]),
-            &visitor(),
-        )
-        .await
-        .unwrap_err();
+    let err = get_local(&proxy, &up.url("/slow")).await.unwrap_err();
     assert!(matches!(err, ProxyError::Timeout { .. }), "{err}");
     assert_eq!(err.status(), StatusCode::GATEWAY_TIMEOUT);
 }
@@ -545,13 +536,7 @@ async fn closed_port_is_a_502_connect_error() {
         let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
         l.local_addr().unwrap().port()
     };
-    let err = honoring()
-        .forward(
-            get("/"),
-            &format!("http://127.0.0.1:{port}/"),
-            &allow(&["127.0.0.1"]),
-            &visitor(),
-        )
+    let err = get_local(&honoring(), &format!("http://127.0.0.1:{port}/"))
         .await
         .unwrap_err();
     assert!(matches!(err, ProxyError::Connect { .. }), "{err}");
@@ -563,15 +548,7 @@ async fn clients_are_reused_across_requests() {
     let up = start_upstream().await;
     let proxy = honoring();
     for _ in 0..3 {
-        let response = proxy
-            .forward(
-                get("/"),
-                &up.url("/echo"),
-                &allow(&["127.0.0.1"]),
-                &visitor(),
-            )
-            .await
-            .unwrap();
+        let response = get_local(&proxy, &up.url("/echo")).await.unwrap();
         body_text(response).await.unwrap();
     }
     assert_eq!(up.hits(), 3);
