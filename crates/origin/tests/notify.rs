@@ -12,7 +12,7 @@ use skyhost_meta::cache::redis::RedisCache;
 use skyhost_meta::cache::{Cache, Tiered};
 use skyhost_meta::store::MetaStore;
 use skyhost_meta::{Domain, Site};
-use skyhost_origin::Origin;
+use skyhost_origin::{Origin, OriginConfig};
 use std::sync::Arc;
 
 const REGION: &str = "us-west-2";
@@ -37,12 +37,37 @@ async fn notify(
     (status, v)
 }
 
+/// A fresh table and bucket on moto, and a site name with its host.
+async fn on_moto(prefix: &str) -> (Arc<dyn MetaStore>, Arc<dyn BlobStore>, String, String) {
+    let site = unique(prefix);
+    let host = format!("{site}.test");
+    (
+        Arc::new(dynamo(REGION).await),
+        Arc::new(s3(REGION).await),
+        site,
+        host,
+    )
+}
+
+/// An origin of the primary region over `meta` and `bucket`.
+fn origin_over(
+    config: OriginConfig,
+    meta: &Arc<dyn MetaStore>,
+    bucket: &Arc<dyn BlobStore>,
+    cache: Arc<dyn Cache>,
+) -> Arc<Origin> {
+    Arc::new(Origin::new(
+        config,
+        meta.clone(),
+        bucket.clone(),
+        None,
+        cache,
+    ))
+}
+
 #[tokio::test]
 async fn notifications_switch_deployments_only_forward() {
-    let meta: Arc<dyn MetaStore> = Arc::new(dynamo(REGION).await);
-    let bucket: Arc<dyn BlobStore> = Arc::new(s3(REGION).await);
-    let site = unique("nt");
-    let host = format!("{site}.test");
+    let (meta, bucket, site, host) = on_moto("nt").await;
     let a = deploy(
         meta.as_ref(),
         bucket.as_ref(),
@@ -76,13 +101,7 @@ async fn notifications_switch_deployments_only_forward() {
         MemoryCache::new(config.cache_bytes),
         Some(redis),
     ));
-    let origin = Arc::new(Origin::new(
-        config,
-        meta.clone(),
-        bucket.clone(),
-        None,
-        cache,
-    ));
+    let origin = origin_over(config, &meta, &bucket, cache);
     let server = start(origin.clone()).await;
     let c = client();
     let page = |h: String| {
@@ -199,10 +218,7 @@ async fn notifications_switch_deployments_only_forward() {
 async fn cold_instance_refuses_a_stale_notification() {
     // An instance that has never seen the site must not install an old record: it reads
     // the current one first.
-    let meta: Arc<dyn MetaStore> = Arc::new(dynamo(REGION).await);
-    let bucket: Arc<dyn BlobStore> = Arc::new(s3(REGION).await);
-    let site = unique("cold");
-    let host = format!("{site}.test");
+    let (meta, bucket, site, host) = on_moto("cold").await;
     let a = deploy(
         meta.as_ref(),
         bucket.as_ref(),
@@ -224,13 +240,7 @@ async fn cold_instance_refuses_a_stale_notification() {
     let mut config = config();
     config.notify_secrets = vec![b"s".to_vec()];
     let cache: Arc<dyn Cache> = Arc::new(MemoryCache::new(config.cache_bytes));
-    let origin = Arc::new(Origin::new(
-        config,
-        meta.clone(),
-        bucket.clone(),
-        None,
-        cache,
-    ));
+    let origin = origin_over(config, &meta, &bucket, cache);
     let server = start(origin).await;
     let c = client();
     let now = skyhost_meta::now();
