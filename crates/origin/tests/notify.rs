@@ -255,7 +255,7 @@ async fn cold_instance_refuses_a_stale_notification() {
     let (body, sig) = signed_notification(b"s", &b.site.id, b.site.revision, Some(&b.site), now);
     let fresh = Arc::new(Origin::new(
         {
-            let mut c = skyhost_origin::OriginConfig::new(REGION, REGION);
+            let mut c = OriginConfig::new(REGION, REGION);
             c.notify_secrets = vec![b"s".to_vec()];
             c
         },
