@@ -305,23 +305,9 @@ impl Origin {
         } else {
             for_region(&here, &config.primary_region)
         };
-        // Each SDK crate parses its own endpoint rules when its first client is built: the
-        // DynamoDB and S3 clients are built side by side, on two cores where there are two.
-        let (dynamo, local, primary) = std::thread::scope(|scope| {
-            let dynamo = std::thread::Builder::new()
-                .name("init-dynamodb".into())
-                .spawn_scoped(scope, || dynamodb(&primary_conf));
-            let local = s3(&here);
-            let primary = (config.primary_bucket != config.bucket).then(|| s3(&primary_conf));
-            let dynamo = match dynamo {
-                Ok(t) => t
-                    .join()
-                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic)),
-                // No thread to be had: build it here.
-                Err(_) => dynamodb(&primary_conf),
-            };
-            (dynamo, local, primary)
-        });
+        let dynamo = dynamodb(&primary_conf);
+        let local = s3(&here);
+        let primary = (config.primary_bucket != config.bucket).then(|| s3(&primary_conf));
         let meta: Arc<dyn MetaStore> = Arc::new(DynamoStore::new(dynamo, config.table.clone()));
         let local: Arc<dyn BlobStore> = Arc::new(S3BlobStore::new(local, config.bucket.clone()));
         let primary: Option<Arc<dyn BlobStore>> = primary.map(|client| {
