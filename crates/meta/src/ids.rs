@@ -98,6 +98,14 @@ impl SiteId {
 pub struct Domain(String);
 string_id!(Domain);
 
+// A domain's hash and equality are its canonical string's, so maps keyed by domains can
+// be asked with a `&str` that is already canonical.
+impl std::borrow::Borrow<str> for Domain {
+    fn borrow(&self) -> &str {
+        &self.0
+    }
+}
+
 impl Domain {
     /// Validates a domain, lower-casing it and dropping one trailing dot.
     pub fn parse(s: &str) -> Result<Self, IdError> {

@@ -222,8 +222,13 @@ async fn s3() -> (skyhost_meta::blob::s3::S3BlobStore, ()) {
     (skyhost_testkit::s3("us-west-2").await, ())
 }
 
+async fn s3_deferred() -> (skyhost_meta::blob::s3::S3BlobStore, ()) {
+    (skyhost_testkit::s3_deferred("us-west-2").await, ())
+}
+
 contract!(embedded_folder, folder());
 contract!(s3_on_moto, s3());
+contract!(s3_deferred_on_moto, s3_deferred());
 
 #[tokio::test]
 async fn folder_event_feed_plays_s3_notifications() {

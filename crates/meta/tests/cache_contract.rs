@@ -12,7 +12,7 @@ fn entry(id: &SiteId, rev: u64) -> SiteEntry {
     s.revision = rev;
     SiteEntry {
         revision: rev,
-        site: Some(s),
+        site: Some(std::sync::Arc::new(s)),
     }
 }
 

@@ -30,7 +30,7 @@ use skyhost_meta::blob::BlobStore;
 use skyhost_meta::cache::Cache;
 use skyhost_meta::config::ConfigError;
 use skyhost_meta::store::MetaStore;
-use skyhost_meta::{keys, Domain, Encoding, Manifest, Site};
+use skyhost_meta::{keys, Encoding, Manifest, Site};
 use skyhost_rules::{AuthRule, RedirectAction, RequestFacts};
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU8, Ordering};
@@ -89,10 +89,12 @@ struct SiteCtx<'a> {
     parts: &'a Parts,
     body: &'a Bytes,
     host: &'a str,
-    path: String,
+    path: std::borrow::Cow<'a, str>,
     client: Option<IpAddr>,
     site: &'a Site,
     manifest: &'a Manifest,
+    /// `Last-Modified` of the deployment's files, made when the manifest was loaded.
+    last_modified: &'a HeaderValue,
     policy: Policy,
     /// The worst [`CacheOutcome`] so far, as its index (atomic so the context is `Sync`).
     outcome: AtomicU8,
@@ -307,12 +309,13 @@ impl Origin {
         };
         let dynamo = dynamodb(&primary_conf);
         let local = s3(&here);
-        let primary = (config.primary_bucket != config.bucket).then(|| s3(&primary_conf));
+        // The primary bucket is the fail-safe: its client is built when first needed.
+        let primary = (config.primary_bucket != config.bucket)
+            .then(|| S3BlobStore::deferred(primary_conf.clone(), config.primary_bucket.clone()));
         let meta: Arc<dyn MetaStore> = Arc::new(DynamoStore::new(dynamo, config.table.clone()));
         let local: Arc<dyn BlobStore> = Arc::new(S3BlobStore::new(local, config.bucket.clone()));
-        let primary: Option<Arc<dyn BlobStore>> = primary.map(|client| {
-            Arc::new(S3BlobStore::new(client, config.primary_bucket.clone())) as Arc<dyn BlobStore>
-        });
+        let primary: Option<Arc<dyn BlobStore>> =
+            primary.map(|store| Arc::new(store) as Arc<dyn BlobStore>);
         let redis = config
             .redis_url
             .as_deref()
@@ -443,24 +446,21 @@ impl Origin {
         let Some(host) = self.host(parts) else {
             return unknown_host();
         };
-        let Ok(domain) = Domain::from_host_header(host) else {
-            return unknown_host();
-        };
-        let site = match self.resolver.site_for_host(&domain).await {
+        let site = match self.resolver.site_for_host_header(host).await {
             Ok(Some(s)) => s,
             Ok(None) => return unknown_host(),
             Err(e) => {
-                tracing::error!(host = %domain, error = %e, "metadata store failed");
+                tracing::error!(host, error = %e, "metadata store failed");
                 return plain(StatusCode::SERVICE_UNAVAILABLE, "Service Unavailable\n");
             }
         };
-        let Some(deployment) = site.active.clone() else {
+        let Some(deployment) = site.active.as_ref() else {
             return unknown_host();
         };
         if log.enabled {
             log.site = Some(site.id.to_string());
         }
-        let (manifest, outcome) = match self.resolver.manifest(&site.id, &deployment).await {
+        let (loaded, outcome) = match self.resolver.manifest(&site.id, deployment).await {
             Ok(m) => m,
             Err(e) => {
                 tracing::error!(site = %site.id, deployment = %deployment, error = %e, "manifest unavailable");
@@ -479,6 +479,7 @@ impl Origin {
                 return r;
             }
         };
+        let manifest = &loaded.manifest;
         let settings = &manifest.rules.settings;
         let ctx = SiteCtx {
             parts,
@@ -487,7 +488,8 @@ impl Origin {
             path,
             client,
             site: &site,
-            manifest: &manifest,
+            manifest,
+            last_modified: &loaded.last_modified,
             policy: Policy {
                 trailing_slash: settings.trailing_slash,
                 pretty_urls: settings.pretty_urls,
@@ -498,7 +500,7 @@ impl Origin {
         let outcome = ctx.outcome();
         log.outcome = Some(outcome);
         let h = resp.headers_mut();
-        h.insert(X_SKYHOST_DEPLOYMENT, header_value(deployment.as_str()));
+        h.insert(X_SKYHOST_DEPLOYMENT, loaded.deployment.clone());
         h.insert(X_SKYHOST_CACHE, HeaderValue::from_static(outcome.as_str()));
         resp
     }
@@ -771,10 +773,7 @@ impl Origin {
         // Room for every header a file answer carries, so the map never regrows.
         let mut h = HeaderMap::with_capacity(16);
         h.insert(header::ETAG, header_value(&etag));
-        h.insert(
-            header::LAST_MODIFIED,
-            header_value(&conditional::http_date(last_modified)),
-        );
+        h.insert(header::LAST_MODIFIED, ctx.last_modified.clone());
         let cc = match mode {
             Mode::File => cache_control::for_file(file, &entry.content_type),
             Mode::Page => cache_control::REVALIDATE,

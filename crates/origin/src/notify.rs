@@ -79,7 +79,7 @@ async fn preload(resolver: &Resolver, data: &DataPath, site: &Site) -> bool {
             return false;
         }
     };
-    let Some(index) = manifest.file("/index.html") else {
+    let Some(index) = manifest.manifest.file("/index.html") else {
         return true;
     };
     let mut ok = true;

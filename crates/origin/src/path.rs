@@ -3,6 +3,7 @@
 
 use percent_encoding::{utf8_percent_encode, AsciiSet, CONTROLS};
 use skyhost_rules::TrailingSlash;
+use std::borrow::Cow;
 
 /// Why a request path was refused (answered 400).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -30,11 +31,16 @@ pub enum PathError {
 /// Decodes a raw request path (without query) exactly once and checks it: an escape that
 /// decodes to `/`, `.` or `\` is judged after decoding, and a decoded `%` is never decoded
 /// again. Runs of `/` collapse to one, so no path ever starts with `//`.
-pub fn decode(raw: &str) -> Result<String, PathError> {
+///
+/// A path that needs none of that (the common case) is returned as it is, borrowed.
+pub fn decode(raw: &str) -> Result<Cow<'_, str>, PathError> {
     if !raw.starts_with('/') {
         return Err(PathError::NotAbsolute);
     }
     let bytes = raw.as_bytes();
+    if is_clean(bytes) {
+        return Ok(Cow::Borrowed(raw));
+    }
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while i < bytes.len() {
@@ -69,7 +75,21 @@ pub fn decode(raw: &str) -> Result<String, PathError> {
     if clean.split('/').any(|s| s == "." || s == "..") {
         return Err(PathError::DotSegment);
     }
-    Ok(clean)
+    Ok(Cow::Owned(clean))
+}
+
+/// Whether `decode` would return `raw` unchanged: no escape, NUL, backslash or run of `/`,
+/// and no `.` or `..` segment.
+fn is_clean(raw: &[u8]) -> bool {
+    let mut prev = 0u8;
+    for &b in raw {
+        if matches!(b, b'%' | b'\\' | 0) || (b == b'/' && prev == b'/') {
+            return false;
+        }
+        prev = b;
+    }
+    !raw.split(|&b| b == b'/')
+        .any(|seg| seg == b"." || seg == b"..")
 }
 
 fn hex(c: u8) -> Option<u8> {
@@ -226,6 +246,10 @@ mod tests {
         for (raw, want) in cases {
             let got = decode(raw);
             assert_eq!(got.as_deref().map_err(|e| *e), *want, "{raw:?}");
+            // A path that decodes to itself is not copied.
+            if let Ok(p) = &got {
+                assert_eq!(matches!(p, Cow::Borrowed(_)), p == raw, "{raw:?}");
+            }
         }
     }
 

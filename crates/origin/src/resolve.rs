@@ -6,6 +6,7 @@
 //! the new record arrives, whatever the map still says.
 
 use crate::data::{CacheOutcome, DataError, DataPath};
+use http::HeaderValue;
 use skyhost_meta::cache::{Cache, SiteEntry};
 use skyhost_meta::store::{MetaStore, StoreError};
 use skyhost_meta::ttl::TtlMap;
@@ -29,6 +30,30 @@ pub enum ResolveError {
     },
 }
 
+/// A parsed manifest with the header values that every answer from its deployment shares,
+/// made once when the manifest is loaded instead of on every request.
+pub struct Loaded {
+    /// The manifest.
+    pub manifest: Manifest,
+    /// `X-Skyhost-Deployment`.
+    pub deployment: HeaderValue,
+    /// `Last-Modified` of every file: the deployment's creation time.
+    pub last_modified: HeaderValue,
+}
+
+impl Loaded {
+    fn new(manifest: Manifest) -> Self {
+        let value = |s: &str| {
+            HeaderValue::from_str(s).unwrap_or_else(|_| HeaderValue::from_static("invalid"))
+        };
+        Loaded {
+            deployment: value(manifest.deployment.as_str()),
+            last_modified: value(&crate::conditional::http_date(manifest.created)),
+            manifest,
+        }
+    }
+}
+
 /// Known hosts are kept this long; the site record is checked on every request anyway.
 const KNOWN_HOST_TTL: Duration = Duration::from_secs(300);
 
@@ -41,7 +66,7 @@ pub struct Resolver {
     /// How long an unknown host is remembered.
     unknown_ttl: Duration,
     /// Parsed manifests by deployment id (the entry names its site, which is checked).
-    manifests: moka::future::Cache<DeploymentId, Arc<Manifest>>,
+    manifests: moka::future::Cache<DeploymentId, Arc<Loaded>>,
     /// Sites whose record was read from the store recently (see `site_refresh`).
     fresh: TtlMap<SiteId, ()>,
     /// How long a site record read from the store counts as fresh.
@@ -66,9 +91,9 @@ impl Resolver {
             hosts: TtlMap::new(100_000),
             unknown_ttl,
             manifests: moka::future::Cache::builder()
-                .weigher(|_k, m: &Arc<Manifest>| {
+                .weigher(|_k, m: &Arc<Loaded>| {
                     // Roughly what a parsed entry costs: path, hash, type and map overhead.
-                    u32::try_from(m.files.len() * 200 + 1024).unwrap_or(u32::MAX)
+                    u32::try_from(m.manifest.files.len() * 200 + 1024).unwrap_or(u32::MAX)
                 })
                 .max_capacity(manifest_bytes.max(1024 * 1024))
                 .build(),
@@ -87,9 +112,34 @@ impl Resolver {
         self.hosts.insert(host, site, ttl);
     }
 
+    /// The site a `Host` header names (see [`Resolver::site_for_host`]). A header that is
+    /// already a known domain in canonical form, as browsers send it, is looked up as it
+    /// is; any other is parsed first (port, case, trailing dot), and refused if it is not a
+    /// domain.
+    pub async fn site_for_host_header(
+        &self,
+        header: &str,
+    ) -> Result<Option<Arc<Site>>, StoreError> {
+        match self.hosts.get(header) {
+            Some(None) => return Ok(None),
+            Some(Some(id)) => {
+                if let Some(s) = self.site(&id).await? {
+                    if s.domains.iter().any(|d| d.as_str() == header) {
+                        return Ok(Some(s).filter(|s| !s.settings.suspended));
+                    }
+                }
+            }
+            None => {}
+        }
+        match Domain::from_host_header(header) {
+            Ok(domain) => self.site_for_host(&domain).await,
+            Err(_) => Ok(None),
+        }
+    }
+
     /// The site a host serves: `None` for an unknown host, a removed domain, a suspended
     /// site — the visitor cannot tell these apart.
-    pub async fn site_for_host(&self, host: &Domain) -> Result<Option<Site>, StoreError> {
+    pub async fn site_for_host(&self, host: &Domain) -> Result<Option<Arc<Site>>, StoreError> {
         let (id, from_map) = match self.hosts.get(host) {
             Some(v) => (v, true),
             None => {
@@ -126,7 +176,7 @@ impl Resolver {
     }
 
     /// A site's record as this region knows it (`None`: unknown or removed).
-    pub async fn site(&self, id: &SiteId) -> Result<Option<Site>, StoreError> {
+    pub async fn site(&self, id: &SiteId) -> Result<Option<Arc<Site>>, StoreError> {
         if let Some(entry) = self.cache.site(id).await {
             if !self.fresh.contains(id) {
                 self.fresh.insert(id.clone(), (), self.refresh);
@@ -140,7 +190,7 @@ impl Resolver {
                                     &id,
                                     SiteEntry {
                                         revision,
-                                        site: Some(s),
+                                        site: Some(Arc::new(s)),
                                     },
                                 )
                                 .await
@@ -159,12 +209,13 @@ impl Resolver {
     }
 
     /// Reads a site record from the store and caches it (if newer than the cached one).
-    async fn reload(&self, id: &SiteId) -> Result<Option<Site>, StoreError> {
+    async fn reload(&self, id: &SiteId) -> Result<Option<Arc<Site>>, StoreError> {
         let site = self.meta.site(id).await?;
         self.fresh.insert(id.clone(), (), self.refresh);
         let Some(s) = site else {
             return Ok(self.cache.site(id).await.and_then(|e| e.site));
         };
+        let s = Arc::new(s);
         self.cache
             .put_site(
                 id,
@@ -186,11 +237,11 @@ impl Resolver {
         &self,
         site: &SiteId,
         deployment: &DeploymentId,
-    ) -> Result<(Arc<Manifest>, CacheOutcome), ResolveError> {
+    ) -> Result<(Arc<Loaded>, CacheOutcome), ResolveError> {
         // Looked up by deployment alone, so a hit clones no key. Two sites could in principle
         // draw the same id; the entry's own site settles it.
         if let Some(m) = self.manifests.get(deployment).await {
-            if m.site == *site {
+            if m.manifest.site == *site {
                 return Ok((m, CacheOutcome::Hit));
             }
         }
@@ -206,7 +257,7 @@ impl Resolver {
                 reason: format!("it describes {}/{}", m.site, m.deployment),
             });
         }
-        let m = Arc::new(m);
+        let m = Arc::new(Loaded::new(m));
         self.manifests.insert(deployment.clone(), m.clone()).await;
         Ok((m, outcome))
     }
@@ -223,7 +274,7 @@ impl Resolver {
                 Ok(Some(s)) => {
                     let entry = SiteEntry {
                         revision: s.revision,
-                        site: Some(s),
+                        site: Some(Arc::new(s)),
                     };
                     self.cache.put_site(id, entry.clone()).await;
                     current = Some(entry);
@@ -245,14 +296,14 @@ impl Resolver {
             Some(c) if c.revision == revision => {
                 // A replay changes nothing; but when the record was read from the store
                 // just now and is this one, the region does hold it.
-                if !(seeded && c.site == record) {
+                if !(seeded && c.site.as_deref() == record.as_ref()) {
                     return false;
                 }
             }
             _ => {
                 let entry = SiteEntry {
                     revision,
-                    site: record.clone(),
+                    site: record.clone().map(Arc::new),
                 };
                 if !self.cache.put_site(id, entry).await {
                     return false;

@@ -311,6 +311,9 @@ pub(crate) fn parse_into(
 /// The headers for a decoded request path: every matching rule in order, values of a
 /// header set more than once joined with `", "` (names compared case-insensitively).
 pub fn headers_for(rules: &[HeaderRule], path: &str) -> Vec<(String, String)> {
+    if rules.is_empty() {
+        return Vec::new();
+    }
     let split = SplitPath::new(path);
     let mut out: Vec<(String, String)> = Vec::new();
     for rule in rules {

@@ -627,6 +627,9 @@ pub fn match_rules(
     req: &RequestFacts<'_>,
     file_exists: &dyn Fn(&str) -> bool,
 ) -> Option<RedirectAction> {
+    if rules.is_empty() {
+        return None;
+    }
     let split = SplitPath::new(req.path);
     let mut pairs: Option<Vec<(String, String)>> = None;
     let mut exists: Option<bool> = None;

@@ -2,6 +2,7 @@
 //! tables and buckets on moto. A missing server fails the test; it is never skipped.
 
 use skyhost_meta::blob::s3::S3BlobStore;
+use skyhost_meta::blob::BlobStore;
 use skyhost_meta::store::dynamodb::{DynamoStore, DynamoStreamFeed};
 
 /// The moto server's endpoint, exported by `make test`.
@@ -56,6 +57,13 @@ async fn table(conf: &aws_config::SdkConfig) -> DynamoStore {
     let store = DynamoStore::new(skyhost_meta::config::dynamodb(conf), unique("sites"));
     store.ensure_table().await.expect("create table on moto");
     store
+}
+
+/// A fresh S3 bucket on moto, through a client built only when first used
+/// ([`S3BlobStore::deferred`]).
+pub async fn s3_deferred(region: &str) -> S3BlobStore {
+    let bucket = s3(region).await.bucket().to_owned();
+    S3BlobStore::deferred(aws(region).await, bucket)
 }
 
 /// A fresh S3 bucket on moto.

@@ -22,22 +22,42 @@ pub fn object_size(o: &HeadObjectOutput) -> u64 {
 /// A bucket in S3.
 #[derive(Clone, Debug)]
 pub struct S3BlobStore {
-    client: Client,
+    client: ClientCell,
     bucket: String,
+}
+
+/// The client, or the configuration to build it from on first use.
+#[derive(Clone, Debug)]
+enum ClientCell {
+    Ready(Client),
+    Deferred(std::sync::Arc<(aws_config::SdkConfig, std::sync::OnceLock<Client>)>),
 }
 
 impl S3BlobStore {
     /// The bucket `bucket`, through a client built once at init.
     pub fn new(client: Client, bucket: impl Into<String>) -> Self {
         S3BlobStore {
-            client,
+            client: ClientCell::Ready(client),
+            bucket: bucket.into(),
+        }
+    }
+
+    /// The bucket `bucket`, through a client built from `conf` when it is first used: for a
+    /// bucket most instances never read (the origin's fail-safe, the primary region's
+    /// bucket), so building its client is not part of every cold start.
+    pub fn deferred(conf: aws_config::SdkConfig, bucket: impl Into<String>) -> Self {
+        S3BlobStore {
+            client: ClientCell::Deferred(std::sync::Arc::new((conf, std::sync::OnceLock::new()))),
             bucket: bucket.into(),
         }
     }
 
     /// The client (for S3-only operations such as server-side copies).
     pub fn client(&self) -> &Client {
-        &self.client
+        match &self.client {
+            ClientCell::Ready(c) => c,
+            ClientCell::Deferred(d) => d.1.get_or_init(|| crate::config::s3(&d.0)),
+        }
     }
 
     /// An S3 call's failure on this bucket, as a blob store error.
@@ -56,7 +76,7 @@ impl S3BlobStore {
     pub async fn head_object(&self, key: &str) -> Result<Option<HeadObjectOutput>, BlobError> {
         check_key(key)?;
         match self
-            .client
+            .client()
             .head_object()
             .bucket(&self.bucket)
             .key(key)
@@ -72,7 +92,7 @@ impl S3BlobStore {
     /// Creates the bucket when it does not exist (emulators and first runs).
     pub async fn ensure_bucket(&self, region: &str) -> Result<(), BlobError> {
         if self
-            .client
+            .client()
             .head_bucket()
             .bucket(&self.bucket)
             .send()
@@ -81,7 +101,7 @@ impl S3BlobStore {
         {
             return Ok(());
         }
-        let mut req = self.client.create_bucket().bucket(&self.bucket);
+        let mut req = self.client().create_bucket().bucket(&self.bucket);
         if region != "us-east-1" {
             req = req.create_bucket_configuration(
                 aws_sdk_s3::types::CreateBucketConfiguration::builder()
@@ -100,7 +120,7 @@ impl S3BlobStore {
         sha256: Option<&str>,
     ) -> Result<(), BlobError> {
         let created = self
-            .client
+            .client()
             .create_multipart_upload()
             .bucket(&self.bucket)
             .key(key)
@@ -123,7 +143,7 @@ impl S3BlobStore {
                     let part: Bytes = buf.split_to(n).freeze();
                     let number = i32::try_from(parts.len() + 1).unwrap_or(i32::MAX);
                     let out = self
-                        .client
+                        .client()
                         .upload_part()
                         .bucket(&self.bucket)
                         .key(key)
@@ -146,7 +166,7 @@ impl S3BlobStore {
         .await;
         match result {
             Ok(parts) => {
-                self.client
+                self.client()
                     .complete_multipart_upload()
                     .bucket(&self.bucket)
                     .key(key)
@@ -164,7 +184,7 @@ impl S3BlobStore {
             Err(e) => {
                 // Nothing half-written stays behind: the object never appears.
                 let _ = self
-                    .client
+                    .client()
                     .abort_multipart_upload()
                     .bucket(&self.bucket)
                     .key(key)
@@ -205,7 +225,7 @@ impl BlobStore for S3BlobStore {
                 return Ok(Some(BlobBody::from_bytes(Bytes::new())));
             }
         }
-        let mut req = self.client.get_object().bucket(&self.bucket).key(key);
+        let mut req = self.client().get_object().bucket(&self.bucket).key(key);
         if let Some(r) = &range {
             req = req.range(format!("bytes={}-{}", r.start, r.end - 1));
         }
@@ -254,7 +274,7 @@ impl BlobStore for S3BlobStore {
         }
         .collect()
         .await?;
-        self.client
+        self.client()
             .put_object()
             .bucket(&self.bucket)
             .key(key)
@@ -268,7 +288,7 @@ impl BlobStore for S3BlobStore {
 
     async fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>, BlobError> {
         let mut pages = self
-            .client
+            .client()
             .list_objects_v2()
             .bucket(&self.bucket)
             .prefix(prefix)

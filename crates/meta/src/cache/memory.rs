@@ -1,16 +1,23 @@
-//! The in-process cache tier: moka, bounded by bytes.
+//! The in-process cache tier: moka for immutable entries, bounded by bytes; site records
+//! in a plain map.
 
 use super::{Cache, CacheHealth, SiteEntry};
 use crate::ids::SiteId;
 use async_trait::async_trait;
 use bytes::Bytes;
-use moka::ops::compute::Op;
+use std::collections::HashMap;
+use std::sync::{Arc, PoisonError, RwLock};
+
+/// Site records held at most (a miss reads the store again).
+const MAX_SITES: usize = 100_000;
 
 /// In-process cache, bounded by the bytes of its entries.
 #[derive(Clone)]
 pub struct MemoryCache {
     entries: moka::future::Cache<String, Bytes>,
-    sites: moka::future::Cache<SiteId, SiteEntry>,
+    /// Site records, read on every request: a map behind a read-write lock costs a
+    /// fraction of a concurrent cache's lookup, and records are small and few.
+    sites: Arc<RwLock<HashMap<SiteId, SiteEntry>>>,
     max_entry: usize,
 }
 
@@ -26,7 +33,7 @@ impl MemoryCache {
             .build();
         MemoryCache {
             entries,
-            sites: moka::future::Cache::builder().max_capacity(100_000).build(),
+            sites: Arc::new(RwLock::new(HashMap::new())),
             max_entry: usize::try_from(max_bytes / 8).unwrap_or(usize::MAX),
         }
     }
@@ -44,7 +51,6 @@ impl MemoryCache {
     /// Runs moka's pending maintenance (tests measure sizes after it).
     pub async fn sync(&self) {
         self.entries.run_pending_tasks().await;
-        self.sites.run_pending_tasks().await;
     }
 }
 
@@ -61,24 +67,22 @@ impl Cache for MemoryCache {
     }
 
     async fn site(&self, id: &SiteId) -> Option<SiteEntry> {
-        self.sites.get(id).await
+        // A panic elsewhere cannot leave the map inconsistent: every change is one call.
+        let sites = self.sites.read().unwrap_or_else(PoisonError::into_inner);
+        sites.get(id).cloned()
     }
 
     async fn put_site(&self, id: &SiteId, entry: SiteEntry) -> bool {
-        let rev = entry.revision;
-        let res = self
-            .sites
-            .entry_by_ref(id)
-            .and_compute_with(|cur| {
-                let newer = cur.is_none_or(|c| c.value().revision < rev);
-                std::future::ready(if newer { Op::Put(entry) } else { Op::Nop })
-            })
-            .await;
-        matches!(
-            res,
-            moka::ops::compute::CompResult::Inserted(_)
-                | moka::ops::compute::CompResult::ReplacedWith(_)
-        )
+        let mut sites = self.sites.write().unwrap_or_else(PoisonError::into_inner);
+        if sites.get(id).is_some_and(|c| c.revision >= entry.revision) {
+            return false;
+        }
+        if sites.len() >= MAX_SITES && !sites.contains_key(id) {
+            // Full: forget every record; each is read from the store again on its next use.
+            sites.clear();
+        }
+        sites.insert(id.clone(), entry);
+        true
     }
 
     async fn health(&self) -> CacheHealth {

@@ -19,8 +19,9 @@ use std::sync::Arc;
 pub struct SiteEntry {
     /// The revision this entry is at.
     pub revision: u64,
-    /// The record, or `None` when the site was removed at this revision.
-    pub site: Option<Site>,
+    /// The record, or `None` when the site was removed at this revision. Shared: every
+    /// request reads it, and a read clones only the pointer.
+    pub site: Option<Arc<Site>>,
 }
 
 /// How a cache tier is doing.
