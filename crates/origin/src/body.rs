@@ -53,6 +53,14 @@ impl OriginBody {
         }
     }
 
+    /// The body, when it is in memory whole.
+    pub fn as_full(&self) -> Option<&Bytes> {
+        match &self.kind {
+            Kind::Full(Some(b)) => Some(b),
+            _ => None,
+        }
+    }
+
     /// Reads the whole body (tests and small internal uses).
     pub async fn collect(self) -> Result<Bytes, BodyError> {
         match self.kind {

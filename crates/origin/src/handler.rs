@@ -5,6 +5,7 @@
 //! `_redirects` (shadowed by existing files unless forced) → file resolution (index,
 //! pretty URLs, trailing slash) → preconditions → range → content coding → body.
 
+use crate::answers::{self, Answers};
 use crate::auth::{AuthDecision, Lockout};
 use crate::body::{BodyError, OriginBody};
 use crate::cache_control;
@@ -33,7 +34,7 @@ use skyhost_meta::store::MetaStore;
 use skyhost_meta::{keys, Encoding, Manifest, Site};
 use skyhost_rules::{AuthRule, RedirectAction, RequestFacts};
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -73,6 +74,9 @@ pub struct Origin {
     proxy: Proxy,
     /// `X-Skyhost-Region`'s value, built once.
     region_header: HeaderValue,
+    /// Each serving thread's most requested answers; `None` when the cache cannot say
+    /// when site records change.
+    answers: Option<Answers>,
 }
 
 /// What the request log line reports about a response.
@@ -82,6 +86,8 @@ struct Log {
     enabled: bool,
     site: Option<String>,
     outcome: Option<CacheOutcome>,
+    /// The answer may be kept ([`crate::answers`]): its site's id.
+    answerable: Option<String>,
 }
 
 /// A site request being served.
@@ -98,6 +104,8 @@ struct SiteCtx<'a> {
     policy: Policy,
     /// The worst [`CacheOutcome`] so far, as its index (atomic so the context is `Sync`).
     outcome: AtomicU8,
+    /// Set when the answer is a whole file from the cache that may be kept.
+    answerable: AtomicBool,
 }
 
 const OUTCOMES: [CacheOutcome; 3] = [
@@ -278,7 +286,12 @@ impl Origin {
         let metrics = Metrics::new(&config.region, config.emit_metrics);
         let proxy = Proxy::new(config.proxy.clone());
         let region_header = header_value(&config.region);
+        let answers = cache.site_generation().is_some().then(|| {
+            let per_thread = (config.cache_bytes / 32).clamp(1 << 20, 16 << 20);
+            Answers::new(usize::try_from(per_thread).unwrap_or(1 << 20), 64 * 1024)
+        });
         Origin {
+            answers,
             region_header,
             config,
             meta,
@@ -326,6 +339,11 @@ impl Origin {
         Ok(Origin::new(config, meta, local, primary, cache))
     }
 
+    /// How many kept answers ([`crate::answers`]) the calling thread has served.
+    pub fn kept_answers_served_here(&self) -> u64 {
+        self.answers.as_ref().map_or(0, Answers::served_here)
+    }
+
     /// The configuration in use.
     pub fn config(&self) -> &OriginConfig {
         &self.config
@@ -345,12 +363,66 @@ impl Origin {
             enabled: tracing::enabled!(target: "skyhost_origin::request", tracing::Level::INFO),
             ..Log::default()
         };
-        let mut resp = self.route(&parts, &body, client, &mut log).await;
-        resp.headers_mut()
-            .insert(X_SKYHOST_REGION, self.region_header.clone());
+        // A kept answer is looked up under the site records' generation read before
+        // anything else: an answer made while a record changed is never served.
+        let keep = match (&self.answers, self.host(&parts)) {
+            (Some(a), Some(host)) if answers::request_qualifies(&parts) => self
+                .cache
+                .site_generation()
+                .map(|generation| (a, host, generation)),
+            _ => None,
+        };
+        let kept = keep.and_then(|(a, host, generation)| {
+            a.get(host, &parts, generation, started, log.enabled)
+        });
+        let resp = match kept {
+            Some(k) => {
+                log.site = k.site;
+                log.outcome = Some(CacheOutcome::Hit);
+                let mut r = Response::new(OriginBody::full(k.body));
+                *r.status_mut() = k.status;
+                *r.headers_mut() = k.headers;
+                r
+            }
+            None => {
+                let mut r = self.route(&parts, &body, client, &mut log).await;
+                r.headers_mut()
+                    .insert(X_SKYHOST_REGION, self.region_header.clone());
+                if let (Some((a, host, generation)), Some(site)) = (keep, &log.answerable) {
+                    if let Some(b) = r.body().as_full() {
+                        a.put(
+                            host,
+                            &parts,
+                            generation,
+                            started,
+                            site,
+                            r.status(),
+                            r.headers(),
+                            b,
+                        );
+                    }
+                }
+                r
+            }
+        };
+        self.finish_request(&parts, client, resp, &log, started)
+    }
+
+    /// The request log line and metrics of an answer; a `HEAD` answer loses its body.
+    fn finish_request(
+        &self,
+        parts: &Parts,
+        client: Option<IpAddr>,
+        mut resp: Response<OriginBody>,
+        log: &Log,
+        started: Instant,
+    ) -> Response<OriginBody> {
         let head = parts.method == Method::HEAD;
         if head {
             *resp.body_mut() = OriginBody::empty();
+        }
+        if !log.enabled && !self.metrics.enabled() {
+            return resp;
         }
         let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
         let bytes = if head {
@@ -365,7 +437,7 @@ impl Origin {
         tracing::info!(
             target: "skyhost_origin::request",
             method = %parts.method,
-            host = self.host(&parts).unwrap_or(""),
+            host = self.host(parts).unwrap_or(""),
             path = parts.uri.path(),
             site = log.site.as_deref().unwrap_or(""),
             status = resp.status().as_u16(),
@@ -495,10 +567,17 @@ impl Origin {
                 pretty_urls: settings.pretty_urls,
             },
             outcome: AtomicU8::new(outcome_index(outcome)),
+            answerable: AtomicBool::new(false),
         };
         let mut resp = self.serve_site(&ctx).await;
         let outcome = ctx.outcome();
         log.outcome = Some(outcome);
+        if loaded.answerable
+            && outcome == CacheOutcome::Hit
+            && ctx.answerable.load(Ordering::Relaxed)
+        {
+            log.answerable = Some(site.id.to_string());
+        }
         let h = resp.headers_mut();
         h.insert(X_SKYHOST_DEPLOYMENT, loaded.deployment.clone());
         h.insert(X_SKYHOST_CACHE, HeaderValue::from_static(outcome.as_str()));
@@ -871,6 +950,12 @@ impl Origin {
         match self.data.body(&key, size, range).await {
             Ok(fetched) => {
                 ctx.touch(fetched.outcome);
+                if mode == Mode::File
+                    && code == StatusCode::OK
+                    && fetched.outcome == CacheOutcome::Hit
+                {
+                    ctx.answerable.store(true, Ordering::Relaxed);
+                }
                 self.finish(ctx, code, h, fetched.body)
             }
             Err(e) => {

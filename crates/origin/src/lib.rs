@@ -6,6 +6,7 @@
 //! [`encoding`], [`cache_control`]); I/O sits in [`resolve`], [`data`], [`health`],
 //! [`notify`], [`auth`], [`proxy`], [`metrics`], [`server`] and [`lambda`].
 
+pub mod answers;
 pub mod auth;
 pub mod body;
 pub mod cache_control;

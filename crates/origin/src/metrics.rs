@@ -52,6 +52,12 @@ impl Metrics {
     }
 
     /// Records one site response.
+    /// Whether lines are written.
+    pub fn enabled(&self) -> bool {
+        self.enabled
+    }
+
+    /// Records one answered request.
     pub fn record(&self, outcome: CacheOutcome, latency_ms: f64) {
         if !self.enabled {
             return;

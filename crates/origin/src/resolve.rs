@@ -39,6 +39,10 @@ pub struct Loaded {
     pub deployment: HeaderValue,
     /// `Last-Modified` of every file: the deployment's creation time.
     pub last_modified: HeaderValue,
+    /// Whether its answers depend only on host, path, query and `Accept-Encoding`: no
+    /// basic auth, and no redirect rule looks at the visitor's country or language
+    /// ([`crate::answers`]).
+    pub answerable: bool,
 }
 
 impl Loaded {
@@ -46,7 +50,14 @@ impl Loaded {
         let value = |s: &str| {
             HeaderValue::from_str(s).unwrap_or_else(|_| HeaderValue::from_static("invalid"))
         };
+        let rules = &manifest.rules;
+        let answerable = rules.auth.is_empty()
+            && rules
+                .redirects
+                .iter()
+                .all(|r| r.country.is_empty() && r.language.is_empty());
         Loaded {
+            answerable,
             deployment: value(manifest.deployment.as_str()),
             last_modified: value(&crate::conditional::http_date(manifest.created)),
             manifest,

@@ -6,6 +6,7 @@ use crate::ids::SiteId;
 use async_trait::async_trait;
 use bytes::Bytes;
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
 
 /// Site records held at most (a miss reads the store again).
@@ -18,6 +19,8 @@ pub struct MemoryCache {
     /// Site records, read on every request: a map behind a read-write lock costs a
     /// fraction of a concurrent cache's lookup, and records are small and few.
     sites: Arc<RwLock<HashMap<SiteId, SiteEntry>>>,
+    /// Raised on every change to `sites` ([`Cache::site_generation`]).
+    generation: Arc<AtomicU64>,
     max_entry: usize,
 }
 
@@ -34,6 +37,7 @@ impl MemoryCache {
         MemoryCache {
             entries,
             sites: Arc::new(RwLock::new(HashMap::new())),
+            generation: Arc::new(AtomicU64::new(0)),
             max_entry: usize::try_from(max_bytes / 8).unwrap_or(usize::MAX),
         }
     }
@@ -82,7 +86,14 @@ impl Cache for MemoryCache {
             sites.clear();
         }
         sites.insert(id.clone(), entry);
+        // Raised under the write lock, so a reader that sees the old number read the
+        // old records.
+        self.generation.fetch_add(1, Ordering::Release);
         true
+    }
+
+    fn site_generation(&self) -> Option<u64> {
+        Some(self.generation.load(Ordering::Acquire))
     }
 
     async fn health(&self) -> CacheHealth {

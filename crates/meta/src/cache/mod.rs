@@ -47,6 +47,12 @@ pub trait Cache: Send + Sync {
     async fn put_site(&self, id: &SiteId, entry: SiteEntry) -> bool;
     /// Whether the tier works.
     async fn health(&self) -> CacheHealth;
+    /// A number that changes whenever a site record this process reads may have changed,
+    /// for callers that keep answers derived from site records; `None` when the tier
+    /// cannot tell (such callers then keep nothing).
+    fn site_generation(&self) -> Option<u64> {
+        None
+    }
 }
 
 /// The in-process tier in front of an optional Redis tier.
@@ -136,6 +142,11 @@ impl Cache for Tiered {
         };
         let local = self.memory.put_site(id, entry).await;
         local || shared
+    }
+
+    fn site_generation(&self) -> Option<u64> {
+        // Every record this tier hands out, Redis's included, passes through memory.
+        self.memory.site_generation()
     }
 
     async fn health(&self) -> CacheHealth {
