@@ -262,6 +262,13 @@ mod tests {
         }
     }
 
+    /// Asks `a` to keep an answer twice: it is kept from its second sight on.
+    fn keep(a: &Answers, p: &Parts, generation: u64, now: Instant, h: &HeaderMap, body: &Bytes) {
+        for _ in 0..2 {
+            a.put("s.test", p, generation, now, "s", StatusCode::OK, h, body);
+        }
+    }
+
     fn answer(a: &Answers, host: &str, p: &Parts, generation: u64, now: Instant) -> Option<Bytes> {
         a.get(host, p, generation, now, false).map(|k| k.body)
     }
@@ -303,8 +310,7 @@ mod tests {
         let h = HeaderMap::new();
         let big = Bytes::from(vec![1u8; 2048]);
         let p = parts(Method::GET, "/big", &[]);
-        a.put("s.test", &p, 1, now, "s", StatusCode::OK, &h, &big);
-        a.put("s.test", &p, 1, now, "s", StatusCode::OK, &h, &big);
+        keep(&a, &p, 1, now, &h, &big);
         assert_eq!(
             answer(&a, "s.test", &p, 1, now),
             None,
@@ -313,8 +319,7 @@ mod tests {
         let body = Bytes::from(vec![2u8; 1000]);
         for i in 0..8 {
             let p = parts(Method::GET, &format!("/f{i}"), &[]);
-            a.put("s.test", &p, 1, now, "s", StatusCode::OK, &h, &body);
-            a.put("s.test", &p, 1, now, "s", StatusCode::OK, &h, &body);
+            keep(&a, &p, 1, now, &h, &body);
         }
         let local = a.threads.get().unwrap().borrow();
         assert!(local.bytes <= 4096, "{} bytes kept", local.bytes);
@@ -326,27 +331,7 @@ mod tests {
         let a = std::sync::Arc::new(Answers::new(1 << 20, 1024));
         let now = Instant::now();
         let p = parts(Method::GET, "/a", &[]);
-        let body = Bytes::from_static(b"x");
-        a.put(
-            "s.test",
-            &p,
-            1,
-            now,
-            "s",
-            StatusCode::OK,
-            &HeaderMap::new(),
-            &body,
-        );
-        a.put(
-            "s.test",
-            &p,
-            1,
-            now,
-            "s",
-            StatusCode::OK,
-            &HeaderMap::new(),
-            &body,
-        );
+        keep(&a, &p, 1, now, &HeaderMap::new(), &Bytes::from_static(b"x"));
         assert!(a.get("s.test", &p, 1, now, false).is_some());
         let other = a.clone();
         let seen = std::thread::spawn(move || other.get("s.test", &p, 1, now, false).is_some())

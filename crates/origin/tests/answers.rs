@@ -50,21 +50,47 @@ fn stable(g: &Got) -> Vec<(String, String)> {
     v
 }
 
-#[tokio::test]
-async fn repeated_requests_get_the_full_paths_answer() {
+/// Site "kept" on [`HOST`] with `rules`, deployed and served by an origin with `config`.
+async fn serving(rules: skyhost_rules::SiteRules, config: skyhost_origin::OriginConfig) -> Kept {
     let env = Embedded::new("us-west-2");
-    deploy(
+    let deployed = deploy(
         env.meta.as_ref(),
         env.local.as_ref(),
         "kept",
         &[HOST],
         &files("A"),
-        rules(Some(PLAIN_REDIRECTS), Some(HEADERS), None),
+        rules,
     )
     .await;
-    let origin = env.origin(config());
+    let origin = env.origin(config);
     let server = start(origin.clone()).await;
-    let c = client();
+    Kept {
+        env,
+        deployed,
+        origin,
+        server,
+        c: client(),
+    }
+}
+
+struct Kept {
+    env: Embedded,
+    deployed: Deployed,
+    origin: std::sync::Arc<skyhost_origin::Origin>,
+    server: Running,
+    c: reqwest::Client,
+}
+
+#[tokio::test]
+async fn repeated_requests_get_the_full_paths_answer() {
+    // The stores live as long as `_env`.
+    let Kept {
+        env: _env,
+        origin,
+        server,
+        c,
+        ..
+    } = serving(rules(Some(PLAIN_REDIRECTS), Some(HEADERS), None), config()).await;
     let gzip = [("accept-encoding", "gzip")];
     let first = send(&c, &server.base, Method::GET, HOST, "/style.css", &gzip).await;
     // The second answer is the first from the cache; later ones may be kept answers.
@@ -123,65 +149,46 @@ async fn repeated_requests_get_the_full_paths_answer() {
 
 #[tokio::test]
 async fn country_and_language_rules_still_apply() {
-    let env = Embedded::new("us-west-2");
-    deploy(
-        env.meta.as_ref(),
-        env.local.as_ref(),
-        "kept",
-        &[HOST],
-        &files("A"),
-        rules(Some(REDIRECTS), None, None),
-    )
-    .await;
-    let origin = env.origin(config());
-    let server = start(origin.clone()).await;
-    let c = client();
+    // The stores live as long as `_env`.
+    let Kept {
+        env: _env,
+        origin,
+        server,
+        c,
+        ..
+    } = serving(rules(Some(REDIRECTS), None, None), config()).await;
     for _ in 0..6 {
         let g = get(&c, &server.base, HOST, "/promo").await;
         assert_eq!((g.status, g.text()), (StatusCode::OK, "index A".to_owned()));
     }
-    let g = send(
-        &c,
-        &server.base,
-        Method::GET,
-        HOST,
-        "/promo",
-        &[("cloudfront-viewer-country", "DE")],
-    )
-    .await;
-    assert_eq!(g.status, StatusCode::FOUND);
-    assert_eq!(g.header("location"), Some("/de.html"));
+    let visitors = [
+        (("cloudfront-viewer-country", "DE"), "/de.html"),
+        (("accept-language", "fr-FR,fr;q=0.9"), "/fr.html"),
+    ];
+    for (header, location) in visitors {
+        let g = send(&c, &server.base, Method::GET, HOST, "/promo", &[header]).await;
+        assert_eq!(g.status, StatusCode::FOUND, "{header:?}");
+        assert_eq!(g.header("location"), Some(location), "{header:?}");
+    }
     assert_eq!(
         origin.kept_answers_served_here(),
         0,
         "a site with such rules keeps nothing"
     );
-    let g = send(
-        &c,
-        &server.base,
-        Method::GET,
-        HOST,
-        "/promo",
-        &[("accept-language", "fr-FR,fr;q=0.9")],
-    )
-    .await;
-    assert_eq!(g.status, StatusCode::FOUND);
-    assert_eq!(g.header("location"), Some("/fr.html"));
     server.stop().await;
 }
 
 #[tokio::test]
 async fn a_new_deployment_is_served_on_the_next_request() {
-    let env = Embedded::new("us-west-2");
-    let a = deploy(
-        env.meta.as_ref(),
-        env.local.as_ref(),
-        "kept",
-        &[HOST],
-        &files("A"),
-        rules(None, None, None),
-    )
-    .await;
+    let mut config = config();
+    config.notify_secrets = vec![b"secret".to_vec()];
+    let Kept {
+        env,
+        deployed: a,
+        origin,
+        server,
+        c,
+    } = serving(rules(None, None, None), config).await;
     let b = deploy_with(
         env.meta.as_ref(),
         env.local.as_ref(),
@@ -196,11 +203,6 @@ async fn a_new_deployment_is_served_on_the_next_request() {
         },
     )
     .await;
-    let mut config = config();
-    config.notify_secrets = vec![b"secret".to_vec()];
-    let origin = env.origin(config);
-    let server = start(origin.clone()).await;
-    let c = client();
     for _ in 0..6 {
         assert_eq!(get(&c, &server.base, HOST, "/").await.text(), "index A");
     }
