@@ -51,5 +51,6 @@ export CRITERION_HOME="$CARGO_TARGET_DIR/criterion"
   --skyhost "$release/skyhost" \
   --bin-dir "$release" \
   --criterion "$CRITERION_HOME/origin/cached_4k/new/estimates.json" \
+  --criterion-full-path "$CRITERION_HOME/origin/cached_4k_full_path/new/estimates.json" \
   --started-at "$started" \
   "$@"

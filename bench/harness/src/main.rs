@@ -65,6 +65,9 @@ struct RunArgs {
     /// Criterion's estimates.json of the handler benchmark.
     #[arg(long)]
     criterion: Option<PathBuf>,
+    /// Criterion's estimates.json of the handler benchmark's whole-path variant.
+    #[arg(long)]
+    criterion_full_path: Option<PathBuf>,
     /// Where the results JSON goes.
     #[arg(long, default_value = "bench/results")]
     results_dir: PathBuf,
@@ -176,6 +179,15 @@ async fn run(a: RunArgs) -> Result<()> {
         None => r
             .errors
             .push("handler: no criterion estimates given (--criterion)".into()),
+    }
+    if let Some(p) = &a.criterion_full_path {
+        match handler::read(p) {
+            Ok(h) => {
+                say(&format!("  whole path: median {:.2} µs", h.median_us));
+                r.handler_full_path = Some(h);
+            }
+            Err(e) => r.errors.push(format!("handler, whole path: {e:#}")),
+        }
     }
 
     if wants("coldstart") {

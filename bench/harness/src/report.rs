@@ -105,6 +105,20 @@ pub fn render(r: &Results, results_file: &str, chart_file: Option<&str>, notes: 
                  cache warmed first; the body is collected. Median **{:.2} µs** (95 % CI {:.2}–{:.2} µs), mean {:.2} µs.",
                 h.median_us, h.median_ci_us.0, h.median_ci_us.1, h.mean_us
             );
+            let _ = writeln!(
+                s,
+                "\nThe benchmark repeats one request, so from the second on it is answered from the serving thread's \
+                 kept answers (`crates/origin/src/answers.rs`)."
+            );
+            if let Some(f) = &r.handler_full_path {
+                let _ = writeln!(
+                    s,
+                    " The whole path, measured with the same file requested with an `If-None-Match` that no longer \
+                     matches (conditional requests never use kept answers): median **{:.2} µs** (95 % CI {:.2}–{:.2} µs), \
+                     mean {:.2} µs.",
+                    f.median_us, f.median_ci_us.0, f.median_ci_us.1, f.mean_us
+                );
+            }
         }
         None => s.push_str("Not measured (see Errors).\n"),
     }
@@ -318,6 +332,8 @@ mod tests {
             "| html-1k `/html-1k` | 50000 | 40000 | 1.25× |",
             "## 2. Handler cost",
             "Median **7.50 µs**",
+            "The whole path, measured with the same file",
+            "median **9.50 µs**",
             "| skyhost-replicator | 13.60 ms |",
             "| native-roots | load native roots | 2.500 ms |",
             "3.40×",

@@ -182,6 +182,10 @@ pub struct Results {
     pub throughput: Option<Throughput>,
     /// 2.
     pub handler: Option<Handler>,
+    /// 2, the same file through the whole path (a conditional request that kept answers
+    /// never serve).
+    #[serde(default)]
+    pub handler_full_path: Option<Handler>,
     /// 3.
     pub cold_start: Option<ColdStart>,
     /// 4.
@@ -422,6 +426,11 @@ pub(crate) mod tests {
                 median_us: 7.5,
                 median_ci_us: (7.4, 7.6),
                 mean_us: 7.7,
+            }),
+            handler_full_path: Some(Handler {
+                median_us: 9.5,
+                median_ci_us: (9.4, 9.6),
+                mean_us: 9.7,
             }),
             cold_start: Some(ColdStart {
                 runs: 3,

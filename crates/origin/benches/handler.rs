@@ -95,9 +95,16 @@ async fn deploy(meta: &dyn MetaStore, bucket: &dyn BlobStore) -> DeploymentId {
 }
 
 fn request() -> Request<Bytes> {
-    Request::get(PATH)
-        .header("host", HOST)
-        .header("user-agent", "Mozilla/5.0 (bench)")
+    request_with(&[])
+}
+
+/// The request with `extra` headers.
+fn request_with(extra: &[(&str, &str)]) -> Request<Bytes> {
+    let mut b = Request::get(PATH).header("host", HOST);
+    for (k, v) in extra {
+        b = b.header(*k, *v);
+    }
+    b.header("user-agent", "Mozilla/5.0 (bench)")
         .header("accept", "text/html,application/xhtml+xml")
         .body(Bytes::new())
         .expect("static request parts are valid")
@@ -105,9 +112,12 @@ fn request() -> Request<Bytes> {
 
 /// One request answered, its body collected; returns the body length.
 async fn answer(origin: &Origin) -> usize {
-    let resp = origin
-        .handle(request(), Some([203, 0, 113, 9].into()))
-        .await;
+    answer_to(origin, request()).await
+}
+
+/// `req` answered, its body collected; returns the body length.
+async fn answer_to(origin: &Origin, req: Request<Bytes>) -> usize {
+    let resp = origin.handle(req, Some([203, 0, 113, 9].into())).await;
     let status = resp.status();
     let body = resp
         .into_body()
@@ -154,9 +164,20 @@ fn handler(c: &mut Criterion) {
         assert_eq!(answer(&origin).await, 4096);
     });
     let mut g = c.benchmark_group("origin");
+    // The same request over and over: from the second on, a kept answer.
     g.bench_function("cached_4k", |b| {
         b.to_async(&rt)
             .iter(|| async { black_box(answer(&origin).await) })
+    });
+    // A revalidation of a page that changed (its tag no longer matches): conditional
+    // requests are never answered from kept answers, so this is the whole path.
+    let stale = [("if-none-match", "\"an-older-version\"")];
+    rt.block_on(async {
+        assert_eq!(answer_to(&origin, request_with(&stale)).await, 4096);
+    });
+    g.bench_function("cached_4k_full_path", |b| {
+        b.to_async(&rt)
+            .iter(|| async { black_box(answer_to(&origin, request_with(&stale)).await) })
     });
     g.finish();
 }
