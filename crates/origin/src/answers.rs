@@ -101,11 +101,6 @@ impl Answers {
         }
     }
 
-    /// The largest body kept.
-    pub fn max_body(&self) -> usize {
-        self.max_body
-    }
-
     fn with_key<R>(&self, host: &str, parts: &Parts, f: impl FnOnce(&mut Local, &str) -> R) -> R {
         let cell = self.threads.get_or_default();
         let mut local = cell.borrow_mut();
@@ -177,7 +172,7 @@ impl Answers {
         if body.len() > self.max_body {
             return;
         }
-        let (max_bytes, headers_copy) = (self.max_bytes, own_copy(headers));
+        let max_bytes = self.max_bytes;
         self.with_key(host, parts, |local, key| {
             if !local.seen.contains(key) {
                 if local.seen.len() >= MAX_ENTRIES {
@@ -197,7 +192,7 @@ impl Answers {
                 generation,
                 expires: now + TTL,
                 status,
-                headers: headers_copy,
+                headers: own_copy(headers),
                 body: Bytes::copy_from_slice(body),
             };
             if let Some(old) = local.map.insert(key.to_owned(), answer) {

@@ -86,8 +86,8 @@ struct Log {
     enabled: bool,
     site: Option<String>,
     outcome: Option<CacheOutcome>,
-    /// The answer may be kept ([`crate::answers`]): its site's id.
-    answerable: Option<String>,
+    /// The answer may be kept ([`crate::answers`]); `site` is then set.
+    answerable: bool,
 }
 
 /// A site request being served.
@@ -104,7 +104,8 @@ struct SiteCtx<'a> {
     policy: Policy,
     /// The worst [`CacheOutcome`] so far, as its index (atomic so the context is `Sync`).
     outcome: AtomicU8,
-    /// Set when the answer is a whole file from the cache that may be kept.
+    /// Set when the answer is a whole file served as a 200; `route` adds that it came
+    /// from the cache and that the site allows keeping it.
     answerable: AtomicBool,
 }
 
@@ -218,7 +219,7 @@ fn redirect(status: StatusCode, location: &str) -> Response<OriginBody> {
     r
 }
 
-fn header_value(s: &str) -> HeaderValue {
+pub(crate) fn header_value(s: &str) -> HeaderValue {
     HeaderValue::from_str(s).unwrap_or_else(|_| HeaderValue::from_static("invalid"))
 }
 
@@ -388,7 +389,8 @@ impl Origin {
                 let mut r = self.route(&parts, &body, client, &mut log).await;
                 r.headers_mut()
                     .insert(X_SKYHOST_REGION, self.region_header.clone());
-                if let (Some((a, host, generation)), Some(site)) = (keep, &log.answerable) {
+                let site = log.site.as_deref().filter(|_| log.answerable);
+                if let (Some((a, host, generation)), Some(site)) = (keep, site) {
                     if let Some(b) = r.body().as_full() {
                         a.put(
                             host,
@@ -576,7 +578,10 @@ impl Origin {
             && outcome == CacheOutcome::Hit
             && ctx.answerable.load(Ordering::Relaxed)
         {
-            log.answerable = Some(site.id.to_string());
+            log.answerable = true;
+            if log.site.is_none() {
+                log.site = Some(site.id.to_string());
+            }
         }
         let h = resp.headers_mut();
         h.insert(X_SKYHOST_DEPLOYMENT, loaded.deployment.clone());
@@ -950,10 +955,8 @@ impl Origin {
         match self.data.body(&key, size, range).await {
             Ok(fetched) => {
                 ctx.touch(fetched.outcome);
-                if mode == Mode::File
-                    && code == StatusCode::OK
-                    && fetched.outcome == CacheOutcome::Hit
-                {
+                // Whether it came from the cache is judged for the whole request (route).
+                if mode == Mode::File && code == StatusCode::OK {
                     ctx.answerable.store(true, Ordering::Relaxed);
                 }
                 self.finish(ctx, code, h, fetched.body)

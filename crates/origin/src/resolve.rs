@@ -47,9 +47,7 @@ pub struct Loaded {
 
 impl Loaded {
     fn new(manifest: Manifest) -> Self {
-        let value = |s: &str| {
-            HeaderValue::from_str(s).unwrap_or_else(|_| HeaderValue::from_static("invalid"))
-        };
+        let value = crate::handler::header_value;
         let rules = &manifest.rules;
         let answerable = rules.auth.is_empty()
             && rules
