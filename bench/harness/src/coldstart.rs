@@ -297,6 +297,7 @@ pub const PROBE_SCENARIOS: &[&str] = &[
     "caches",
     "native-roots",
     "reqwest",
+    "endpoint-rules",
     "aws-lc-rand",
 ];
 

@@ -82,11 +82,13 @@ struct RunArgs {
     /// Only these sections (comma-separated: throughput, coldstart, latency, propagation, deploy).
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
-    /// wrk seconds per run.
-    #[arg(long, default_value_t = 10)]
+    /// wrk seconds per run (five runs of 6 s take what three of 10 s took, and alternate
+    /// the servers more often).
+    #[arg(long, default_value_t = 6)]
     wrk_seconds: u32,
-    /// wrk runs per server and file.
-    #[arg(long, default_value_t = 3)]
+    /// wrk runs per server and file (five: one run's ratio can be several percent from the
+    /// next's on a 2-core machine, and the verdict is the medians').
+    #[arg(long, default_value_t = 5)]
     rounds: usize,
     /// Measured starts per function.
     #[arg(long, default_value_t = 20)]

@@ -81,6 +81,28 @@ pub fn render(r: &Results, results_file: &str, chart_file: Option<&str>, notes: 
                     f.label, f.path, f.skyhost_rps, f.nginx_rps, f.rps_ratio, f.skyhost_p50_ms, f.nginx_p50_ms, f.skyhost_p99_ms, f.nginx_p99_ms, f.p99_ratio
                 );
             }
+            let _ = writeln!(
+                s,
+                "\nRun by run, to show how far one run is from the next on this machine (round *n* pairs \
+                 skyhost's and nginx's *n*-th runs):\n\n\
+                 | file | round | skyhost req/s | nginx req/s | ratio | skyhost p99 | nginx p99 | p99 ratio |\n|---|---|---|---|---|---|---|---|"
+            );
+            for f in &t.files {
+                for (i, (sky, ng)) in f.skyhost.iter().zip(&f.nginx).enumerate() {
+                    let _ = writeln!(
+                        s,
+                        "| {} | {} | {:.0} | {:.0} | {:.2}× | {:.3} ms | {:.3} ms | {:.2}× |",
+                        f.label,
+                        i + 1,
+                        sky.rps,
+                        ng.rps,
+                        sky.rps / ng.rps,
+                        sky.p99_ms,
+                        ng.p99_ms,
+                        sky.p99_ms / ng.p99_ms
+                    );
+                }
+            }
             let errs: u64 = t
                 .files
                 .iter()
@@ -330,6 +352,7 @@ mod tests {
             "| CPU | Test CPU (2 logical cores) |",
             "## 1. Throughput",
             "| html-1k `/html-1k` | 50000 | 40000 | 1.25× |",
+            "| html-1k | 1 | 50000 | 40000 | 1.25× | 2.000 ms | 3.000 ms | 0.67× |",
             "## 2. Handler cost",
             "Median **7.50 µs**",
             "The whole path, measured with the same file",

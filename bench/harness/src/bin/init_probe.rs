@@ -5,11 +5,12 @@
 //! Scenarios: `naive` (the default credential chain loaded once per region, then DynamoDB
 //! and two S3 clients: the first version's init), `origin` (what `Origin::from_env` does now
 //! in a replica region: one load with the environment's credentials, the primary region
-//! derived from it, the same clients), `from-env` (logging and `Origin::from_env`, with the
+//! derived from it, DynamoDB and the local bucket's S3 client; the primary bucket's client
+//! deferred), `from-env` (logging and `Origin::from_env`, with the
 //! template's variables set by the caller), `connector` (skyhost's shared SDK connector with
 //! compiled-in, then system roots), `caches` (the in-process cache tiers), `native-roots`
-//! (the system trust store alone), `reqwest` (the replicator's client), `aws-lc-rand`
-//! (first random bytes).
+//! (the system trust store alone), `reqwest` (the replicator's client), `endpoint-rules`
+//! (the SDK crates' default endpoint resolvers), `aws-lc-rand` (first random bytes).
 
 use aws_config::{BehaviorVersion, Region};
 use std::time::Instant;
@@ -70,7 +71,10 @@ async fn main() -> std::process::ExitCode {
                 skyhost_meta::config::dynamodb(&primary)
             });
             let s = step("s3 client (here)", || skyhost_meta::config::s3(&here));
-            let p = step("s3 client (primary)", || skyhost_meta::config::s3(&primary));
+            // The primary bucket's client is built on its first use, as `from_env` does.
+            let p = step("s3 store (primary, client deferred)", || {
+                skyhost_meta::blob::s3::S3BlobStore::deferred(primary.clone(), "primary")
+            });
             drop((d, s, p));
         }
         "connector" => {
@@ -118,6 +122,17 @@ async fn main() -> std::process::ExitCode {
             });
             drop((m, t, h));
         }
+        "endpoint-rules" => {
+            // Every SDK client builds its crate's default endpoint resolver, and the first
+            // one in each crate parses the crate's own copy of the partition table (and
+            // compiles its region patterns). The second resolver of a crate is the control.
+            use aws_sdk_dynamodb::config::endpoint::DefaultResolver as DynamoResolver;
+            use aws_sdk_s3::config::endpoint::DefaultResolver as S3Resolver;
+            let d = step("dynamodb endpoint resolver, first", DynamoResolver::new);
+            let s = step("s3 endpoint resolver, first", S3Resolver::new);
+            let again = step("s3 endpoint resolver, second", S3Resolver::new);
+            drop((d, s, again));
+        }
         "aws-lc-rand" => {
             step("aws-lc first random bytes", || {
                 let mut b = [0u8; 32];
@@ -132,7 +147,7 @@ async fn main() -> std::process::ExitCode {
         }
         other => {
             eprintln!(
-                "unknown scenario {other:?}: naive, origin, connector, caches, native-roots, reqwest, aws-lc-rand"
+                "unknown scenario {other:?}: naive, origin, from-env, connector, caches, native-roots, reqwest, endpoint-rules, aws-lc-rand"
             );
             return std::process::ExitCode::FAILURE;
         }
