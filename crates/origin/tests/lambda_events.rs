@@ -11,7 +11,6 @@ use lambda_http::request::LambdaRequest;
 use skyhost_meta::notify::parse_secrets;
 use skyhost_meta::DeploymentId;
 use skyhost_origin::{lambda, Origin};
-use std::path::PathBuf;
 use std::sync::Arc;
 
 /// The fixtures' site, domains, deployment and notification secret (events/derive.py).
@@ -21,9 +20,7 @@ const DEPLOYMENT: &str = "20260103T101112Z-4e5f6a7b";
 const SECRET: &str = "skyhost-fixture-secret";
 
 fn event(name: &str) -> serde_json::Value {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../events")
-        .join(name);
+    let path = skyhost_testkit::repo_path("events").join(name);
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     serde_json::from_str(&text).unwrap()
 }

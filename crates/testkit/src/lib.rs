@@ -5,6 +5,23 @@ use skyhost_meta::blob::s3::S3BlobStore;
 use skyhost_meta::blob::BlobStore;
 use skyhost_meta::store::dynamodb::{DynamoStore, DynamoStreamFeed};
 
+/// A file or folder of the repository (`events/…`, `examples/…`), found from the package
+/// under test. It reads `CARGO_MANIFEST_DIR` when the test runs, as Cargo sets it then:
+/// the value compiled in names the folder the test was built in, and a target directory
+/// shared between clones (`.ci/run` keeps one outside the clone) can hand a test binary
+/// built in one clone to another, whose folder the compiled-in path no longer is.
+pub fn repo_path(rel: &str) -> std::path::PathBuf {
+    let here = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(std::path::PathBuf::from)
+        .or_else(|| std::env::current_dir().ok())
+        .unwrap_or_default();
+    let root = here
+        .ancestors()
+        .find(|p| p.join("Cargo.lock").is_file())
+        .unwrap_or(&here);
+    root.join(rel)
+}
+
 /// The moto server's endpoint, exported by `make test`.
 pub fn moto_endpoint() -> String {
     required("AWS_ENDPOINT_URL", "starts a moto server")

@@ -20,9 +20,6 @@ pub fn copy_dir(from: &Path, to: &Path) {
 /// A copy of `examples/site` under `tmp`, free to change.
 pub fn example_site(tmp: &Path) -> PathBuf {
     let dir = tmp.join("site");
-    copy_dir(
-        &Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/site"),
-        &dir,
-    );
+    copy_dir(&skyhost_testkit::repo_path("examples/site"), &dir);
     dir
 }
