@@ -4,7 +4,7 @@
 
 use crate::multipart::{self, PartCopy};
 use async_trait::async_trait;
-use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart, MetadataDirective};
+use aws_sdk_s3::types::{CompletedPart, MetadataDirective};
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use skyhost_meta::blob::s3::{object_size, S3BlobStore};
 use skyhost_meta::blob::{BlobError, BlobStore};
@@ -144,33 +144,12 @@ impl PartCopy for S3PartCopy<'_> {
             .map(|(n, etag)| CompletedPart::builder().part_number(n).e_tag(etag).build())
             .collect();
         self.dst
-            .client()
-            .complete_multipart_upload()
-            .bucket(self.dst.bucket())
-            .key(self.key)
-            .upload_id(upload_id)
-            .multipart_upload(
-                CompletedMultipartUpload::builder()
-                    .set_parts(Some(parts))
-                    .build(),
-            )
-            .send()
+            .complete_multipart(self.key, upload_id, parts)
             .await
-            .map_err(|e| self.dst.err(e))?;
-        Ok(())
     }
 
     async fn abort(&self, upload_id: &str) -> Result<(), BlobError> {
-        self.dst
-            .client()
-            .abort_multipart_upload()
-            .bucket(self.dst.bucket())
-            .key(self.key)
-            .upload_id(upload_id)
-            .send()
-            .await
-            .map_err(|e| self.dst.err(e))?;
-        Ok(())
+        self.dst.abort_multipart(self.key, upload_id).await
     }
 }
 

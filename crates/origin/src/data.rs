@@ -138,14 +138,7 @@ impl DataPath {
             }
             Err(e) => Some(e),
         };
-        if let Some(e) = &local_error {
-            tracing::warn!(key, error = %e, "local bucket failed; trying the primary bucket");
-        }
-        let Some(primary) = &self.primary else {
-            return Err(local_error
-                .map(DataError::Blob)
-                .unwrap_or_else(|| DataError::Missing(key.to_owned())));
-        };
+        let primary = self.fail_safe(key, local_error)?;
         match primary.get(key, range).await? {
             Some(blob) if blob.size == want => {
                 if missing_locally {
@@ -183,14 +176,7 @@ impl DataPath {
             Ok(None) => missing_locally = true,
             Err(e) => local_error = Some(e),
         }
-        if let Some(e) = &local_error {
-            tracing::warn!(key, error = %e, "local bucket failed; trying the primary bucket");
-        }
-        let Some(primary) = &self.primary else {
-            return Err(local_error
-                .map(DataError::Blob)
-                .unwrap_or_else(|| DataError::Missing(key.to_owned())));
-        };
+        let primary = self.fail_safe(key, local_error)?;
         let Some(blob) = primary.get(key, None).await? else {
             return Err(DataError::Missing(key.to_owned()));
         };
@@ -200,6 +186,23 @@ impl DataPath {
             self.backfill(key);
         }
         Ok((b, CacheOutcome::Fallback))
+    }
+
+    /// The primary bucket, once the local one has failed (`local_error`) or lacks `key`:
+    /// without a primary, what the local bucket said is the answer.
+    fn fail_safe(
+        &self,
+        key: &str,
+        local_error: Option<BlobError>,
+    ) -> Result<&Arc<dyn BlobStore>, DataError> {
+        if let Some(e) = &local_error {
+            tracing::warn!(key, error = %e, "local bucket failed; trying the primary bucket");
+        }
+        self.primary.as_ref().ok_or_else(|| {
+            local_error
+                .map(DataError::Blob)
+                .unwrap_or_else(|| DataError::Missing(key.to_owned()))
+        })
     }
 
     /// Puts object `key` of `size` bytes into the cache unless it is there or too large.

@@ -63,6 +63,11 @@ impl Loaded {
     }
 }
 
+/// The site, unless it is suspended: a suspended site serves nothing, as if unknown.
+fn serving(site: Arc<Site>) -> Option<Arc<Site>> {
+    Some(site).filter(|s| !s.settings.suspended)
+}
+
 /// Known hosts are kept this long; the site record is checked on every request anyway.
 const KNOWN_HOST_TTL: Duration = Duration::from_secs(300);
 
@@ -134,7 +139,7 @@ impl Resolver {
             Some(Some(id)) => {
                 if let Some(s) = self.site(&id).await? {
                     if s.domains.iter().any(|d| d.as_str() == header) {
-                        return Ok(Some(s).filter(|s| !s.settings.suspended));
+                        return Ok(serving(s));
                     }
                 }
             }
@@ -162,7 +167,7 @@ impl Resolver {
         };
         let site = self.site(&id).await?;
         if let Some(s) = site.filter(|s| s.domains.contains(host)) {
-            return Ok(Some(s).filter(|s| !s.settings.suspended));
+            return Ok(serving(s));
         }
         // The map and the record disagree: the domain moved or was removed, or this
         // instance missed the notification that added it. Ask the store once, then
@@ -176,7 +181,7 @@ impl Resolver {
             if let Some(s) = self.reload(&fresh_id).await? {
                 if s.domains.contains(host) {
                     self.insert_host(host.clone(), Some(fresh_id));
-                    return Ok(Some(s).filter(|s| !s.settings.suspended));
+                    return Ok(serving(s));
                 }
             }
         }

@@ -189,18 +189,12 @@ async fn a_new_deployment_is_served_on_the_next_request() {
         server,
         c,
     } = serving(rules(None, None, None), config).await;
-    let b = deploy_with(
+    let b = deploy_inactive(
         env.meta.as_ref(),
         env.local.as_ref(),
         "kept",
         &[HOST],
         &files("B"),
-        rules(None, None, None),
-        DeployOpts {
-            activate: false,
-            created: 1_767_500_000,
-            ..DeployOpts::default()
-        },
     )
     .await;
     for _ in 0..6 {

@@ -77,18 +77,12 @@ async fn notifications_switch_deployments_only_forward() {
         rules(None, None, None),
     )
     .await;
-    let b = deploy_with(
+    let b = deploy_inactive(
         meta.as_ref(),
         bucket.as_ref(),
         &site,
         &[&host],
         &[file("/index.html", "version B", "text/html")],
-        rules(None, None, None),
-        DeployOpts {
-            activate: false,
-            created: 1_767_500_000,
-            ..DeployOpts::default()
-        },
     )
     .await;
 

@@ -165,35 +165,50 @@ impl S3BlobStore {
         }
         .await;
         match result {
-            Ok(parts) => {
-                self.client()
-                    .complete_multipart_upload()
-                    .bucket(&self.bucket)
-                    .key(key)
-                    .upload_id(&upload_id)
-                    .multipart_upload(
-                        CompletedMultipartUpload::builder()
-                            .set_parts(Some(parts))
-                            .build(),
-                    )
-                    .send()
-                    .await
-                    .map_err(|e| self.err(e))?;
-                Ok(())
-            }
+            Ok(parts) => self.complete_multipart(key, &upload_id, parts).await,
             Err(e) => {
                 // Nothing half-written stays behind: the object never appears.
-                let _ = self
-                    .client()
-                    .abort_multipart_upload()
-                    .bucket(&self.bucket)
-                    .key(key)
-                    .upload_id(&upload_id)
-                    .send()
-                    .await;
+                let _ = self.abort_multipart(key, &upload_id).await;
                 Err(e)
             }
         }
+    }
+
+    /// Completes multipart upload `upload_id` of `key` from its `parts`: the object
+    /// appears whole, at once.
+    pub async fn complete_multipart(
+        &self,
+        key: &str,
+        upload_id: &str,
+        parts: Vec<CompletedPart>,
+    ) -> Result<(), BlobError> {
+        self.client()
+            .complete_multipart_upload()
+            .bucket(&self.bucket)
+            .key(key)
+            .upload_id(upload_id)
+            .multipart_upload(
+                CompletedMultipartUpload::builder()
+                    .set_parts(Some(parts))
+                    .build(),
+            )
+            .send()
+            .await
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    /// Aborts multipart upload `upload_id` of `key`, dropping the parts uploaded so far.
+    pub async fn abort_multipart(&self, key: &str, upload_id: &str) -> Result<(), BlobError> {
+        self.client()
+            .abort_multipart_upload()
+            .bucket(&self.bucket)
+            .key(key)
+            .upload_id(upload_id)
+            .send()
+            .await
+            .map_err(|e| self.err(e))?;
+        Ok(())
     }
 }
 

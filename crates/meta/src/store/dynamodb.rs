@@ -8,6 +8,8 @@ use super::item::{self, Item, Key};
 use super::stream::{self, Change};
 use super::{ChangeBatch, ChangeFeed, Condition, MetaStore, StoreError, Write, WriteError};
 use async_trait::async_trait;
+use aws_sdk_dynamodb::operation::delete_item::DeleteItemError;
+use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, AttributeValue, BillingMode, Delete, KeySchemaElement, KeyType, Put,
     ScalarAttributeType, StreamSpecification, StreamViewType, TransactWriteItem,
@@ -24,6 +26,21 @@ pub struct DynamoStore {
 
 fn backend(e: impl std::fmt::Display) -> StoreError {
     StoreError::Backend(format!("dynamodb: {e}"))
+}
+
+/// A failed single-item write: its condition not holding, or the store failing.
+fn write_err<E, R>(
+    e: aws_sdk_dynamodb::error::SdkError<E, R>,
+    condition_failed: impl Fn(&E) -> bool,
+) -> WriteError
+where
+    E: std::error::Error + Send + Sync + 'static,
+    R: std::fmt::Debug + Send + Sync + 'static,
+{
+    match e.as_service_error() {
+        Some(s) if condition_failed(s) => WriteError::ConditionFailed(0),
+        _ => WriteError::Store(sdk_err(e)),
+    }
 }
 
 fn sdk_err<E, R>(e: aws_sdk_dynamodb::error::SdkError<E, R>) -> StoreError
@@ -175,12 +192,7 @@ impl DynamoStore {
                 .send()
                 .await
                 .map(|_| ())
-                .map_err(|e| match e.as_service_error() {
-                    Some(s) if s.is_conditional_check_failed_exception() => {
-                        WriteError::ConditionFailed(0)
-                    }
-                    _ => WriteError::Store(sdk_err(e)),
-                }),
+                .map_err(|e| write_err(e, PutItemError::is_conditional_check_failed_exception)),
             None => self
                 .client
                 .delete_item()
@@ -192,12 +204,7 @@ impl DynamoStore {
                 .send()
                 .await
                 .map(|_| ())
-                .map_err(|e| match e.as_service_error() {
-                    Some(s) if s.is_conditional_check_failed_exception() => {
-                        WriteError::ConditionFailed(0)
-                    }
-                    _ => WriteError::Store(sdk_err(e)),
-                }),
+                .map_err(|e| write_err(e, DeleteItemError::is_conditional_check_failed_exception)),
         };
         res
     }

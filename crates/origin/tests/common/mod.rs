@@ -153,6 +153,31 @@ pub async fn deploy(
     .await
 }
 
+/// A later deployment of `files` to site `site`, uploaded and recorded but not active: a
+/// rollback or an activation notification makes it live.
+pub async fn deploy_inactive(
+    meta: &dyn MetaStore,
+    bucket: &dyn BlobStore,
+    site: &str,
+    domains: &[&str],
+    files: &[TestFile],
+) -> Deployed {
+    deploy_with(
+        meta,
+        bucket,
+        site,
+        domains,
+        files,
+        rules(None, None, None),
+        DeployOpts {
+            activate: false,
+            created: 1_767_500_000,
+            ..DeployOpts::default()
+        },
+    )
+    .await
+}
+
 /// [`deploy`] with options.
 #[allow(clippy::too_many_arguments)]
 pub async fn deploy_with(
