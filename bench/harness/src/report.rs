@@ -199,12 +199,15 @@ pub fn render(r: &Results, results_file: &str, chart_file: Option<&str>, notes: 
                      medians of 10): `naive` is the first version's init (the default credential chain, one \
                      SDK config load per region, then DynamoDB and two S3 clients), `origin` what \
                      `Origin::from_env` does now in a replica region (one load with the environment's \
-                     credentials and skyhost's shared connector, the primary region derived from it, the same \
-                     clients), `from-env` the origin's whole init (JSON logging, then `Origin::from_env` with \
+                     credentials and skyhost's shared connector, the primary region derived from it, DynamoDB \
+                     and the local bucket's S3 client; the primary bucket's client is left to its first use), \
+                     `from-env` the origin's whole init (JSON logging, then `Origin::from_env` with \
                      the template's variables), `connector` that connector with the compiled-in roots the \
                      Lambdas use, then with the system store the CLI uses, `caches` the in-process cache tiers \
                      and an expiring map, `native-roots` the system trust store alone, `reqwest` the \
-                     replicator's client, `aws-lc-rand` aws-lc's first random bytes.\n\n| scenario | step | median |\n|---|---|---|"
+                     replicator's client, `endpoint-rules` each SDK crate's default endpoint resolver (the \
+                     first of a crate parses that crate's copy of the partition table; the second is the \
+                     control), `aws-lc-rand` aws-lc's first random bytes.\n\n| scenario | step | median |\n|---|---|---|"
                 );
                 for p in &c.init_steps {
                     let v = if p.step == "certificates" {
