@@ -23,9 +23,7 @@ struct Expected {
 }
 
 fn fixture(rel: &str) -> Value {
-    let path = skyhost_testkit::repo_path("events").join(rel);
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+    skyhost_testkit::event_fixture(rel)
 }
 
 fn expected() -> Vec<Expected> {

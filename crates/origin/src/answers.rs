@@ -181,7 +181,7 @@ impl Answers {
                 local.seen.insert(key.to_owned());
                 return;
             }
-            let size = key.len() + body.len() + 512;
+            let size = footprint(key, body.len());
             if local.bytes + size > max_bytes || local.map.len() >= MAX_ENTRIES {
                 // Full: start again; the answers most asked for come back first.
                 local.map.clear();
@@ -196,11 +196,17 @@ impl Answers {
                 body: Bytes::copy_from_slice(body),
             };
             if let Some(old) = local.map.insert(key.to_owned(), answer) {
-                local.bytes -= key.len() + old.body.len() + 512;
+                local.bytes -= footprint(key, old.body.len());
             }
             local.bytes += size;
         });
     }
+}
+
+/// What an answer counts against its thread's bytes: key, body, and about 512 bytes of
+/// headers and bookkeeping.
+fn footprint(key: &str, body: usize) -> usize {
+    key.len() + body + 512
 }
 
 /// `headers` with every value copied, so that no other thread shares a value's memory.

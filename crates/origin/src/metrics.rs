@@ -51,7 +51,6 @@ impl Metrics {
         }
     }
 
-    /// Records one site response.
     /// Whether lines are written.
     pub fn enabled(&self) -> bool {
         self.enabled

@@ -20,9 +20,7 @@ const DEPLOYMENT: &str = "20260103T101112Z-4e5f6a7b";
 const SECRET: &str = "skyhost-fixture-secret";
 
 fn event(name: &str) -> serde_json::Value {
-    let path = skyhost_testkit::repo_path("events").join(name);
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    serde_json::from_str(&text).unwrap()
+    skyhost_testkit::event_fixture(name)
 }
 
 fn request(v: serde_json::Value) -> lambda_http::Request {

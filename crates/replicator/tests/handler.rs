@@ -92,9 +92,7 @@ fn replicator(n: Arc<Fake>) -> Replicator {
 }
 
 fn fixture(rel: &str) -> Event {
-    let path = skyhost_testkit::repo_path("events").join(rel);
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+    skyhost_testkit::event_fixture(rel)
 }
 
 fn site_image(site: &str, rev: u64) -> Value {

@@ -22,6 +22,14 @@ pub fn repo_path(rel: &str) -> std::path::PathBuf {
     root.join(rel)
 }
 
+/// The event fixture `events/REL` (`sam/…` or `skyhost/…`), parsed; a missing or
+/// malformed fixture fails the test, naming the file.
+pub fn event_fixture<T: serde::de::DeserializeOwned>(rel: &str) -> T {
+    let path = repo_path("events").join(rel);
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
 /// The moto server's endpoint, exported by `make test`.
 pub fn moto_endpoint() -> String {
     required("AWS_ENDPOINT_URL", "starts a moto server")
