@@ -199,8 +199,8 @@ pub fn render(r: &Results, results_file: &str, chart_file: Option<&str>, notes: 
                      medians of 10): `naive` is the first version's init (the default credential chain, one \
                      SDK config load per region, then DynamoDB and two S3 clients), `origin` what \
                      `Origin::from_env` does now in a replica region (one load with the environment's \
-                     credentials and skyhost's shared connector, the primary region derived from it, DynamoDB \
-                     and the local bucket's S3 client; the primary bucket's client is left to its first use), \
+                     credentials and skyhost's shared connector, the primary region derived from it, and the \
+                     stores of the table and both buckets, each client left to its first use), \
                      `from-env` the origin's whole init (JSON logging, then `Origin::from_env` with \
                      the template's variables), `connector` that connector with the compiled-in roots the \
                      Lambdas use, then with the system store the CLI uses, `caches` the in-process cache tiers \

@@ -84,6 +84,73 @@ pub fn for_region(conf: &SdkConfig, region: &str) -> SdkConfig {
         .build()
 }
 
+/// An SDK client ready at init, or the configuration to build it from on first use.
+///
+/// The origin defers its clients: building one parses its SDK crate's partition table,
+/// the largest part of its start, and an instance whose first requests the region's Redis
+/// answers never needs either client.
+pub struct ClientCell<C>(std::sync::Arc<Cell<C>>);
+
+// One per client, behind an Arc: the variants' sizes do not matter.
+#[allow(clippy::large_enum_variant)]
+enum Cell<C> {
+    Ready(C),
+    Deferred {
+        conf: SdkConfig,
+        build: fn(&SdkConfig) -> C,
+        client: std::sync::OnceLock<C>,
+    },
+}
+
+impl<C> Clone for ClientCell<C> {
+    fn clone(&self) -> Self {
+        ClientCell(self.0.clone())
+    }
+}
+
+impl<C> std::fmt::Debug for ClientCell<C> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let state = if self.is_built() { "built" } else { "deferred" };
+        f.debug_tuple("ClientCell").field(&state).finish()
+    }
+}
+
+impl<C> ClientCell<C> {
+    /// A client built already.
+    pub fn ready(client: C) -> Self {
+        ClientCell(std::sync::Arc::new(Cell::Ready(client)))
+    }
+
+    /// A client `build` makes from `conf` when it is first asked for.
+    pub fn deferred(conf: SdkConfig, build: fn(&SdkConfig) -> C) -> Self {
+        ClientCell(std::sync::Arc::new(Cell::Deferred {
+            conf,
+            build,
+            client: std::sync::OnceLock::new(),
+        }))
+    }
+
+    /// The client, built now if this is its first use.
+    pub fn get(&self) -> &C {
+        match self.0.as_ref() {
+            Cell::Ready(c) => c,
+            Cell::Deferred {
+                conf,
+                build,
+                client,
+            } => client.get_or_init(|| build(conf)),
+        }
+    }
+
+    /// Whether the client exists yet.
+    pub fn is_built(&self) -> bool {
+        match self.0.as_ref() {
+            Cell::Ready(_) => true,
+            Cell::Deferred { client, .. } => client.get().is_some(),
+        }
+    }
+}
+
 /// An S3 client; path-style addressing when an endpoint override (an emulator) is set,
 /// since emulators do not serve virtual-hosted bucket names.
 pub fn s3(conf: &SdkConfig) -> aws_sdk_s3::Client {
@@ -115,6 +182,24 @@ mod tests {
         assert_eq!(eu.region().map(|r| r.as_ref()), Some("eu-central-1"));
         assert_eq!(base.region().map(|r| r.as_ref()), Some("us-west-2"));
         assert_eq!(eu.endpoint_url(), base.endpoint_url());
+    }
+
+    #[tokio::test]
+    async fn a_deferred_client_is_built_once_on_first_use() {
+        static BUILT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        fn build(conf: &SdkConfig) -> String {
+            BUILT.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            conf.region().map(|r| r.to_string()).unwrap_or_default()
+        }
+        let cell = ClientCell::deferred(aws("eu-central-1").await, build);
+        let copy = cell.clone();
+        assert!(!cell.is_built());
+        assert_eq!(BUILT.load(std::sync::atomic::Ordering::SeqCst), 0);
+        assert_eq!(copy.get(), "eu-central-1");
+        assert!(cell.is_built(), "clones share the client");
+        assert_eq!(cell.get(), "eu-central-1");
+        assert_eq!(BUILT.load(std::sync::atomic::Ordering::SeqCst), 1);
+        assert!(ClientCell::ready(1u8).is_built());
     }
 
     #[test]

@@ -5,7 +5,7 @@ use bytes::Bytes;
 use skyhost_meta::cache::memory::MemoryCache;
 use skyhost_meta::cache::redis::RedisCache;
 use skyhost_meta::cache::{Cache, CacheHealth, SiteEntry, Tiered};
-use skyhost_meta::{Site, SiteId};
+use skyhost_meta::{Domain, Site, SiteId};
 
 fn entry(id: &SiteId, rev: u64) -> SiteEntry {
     let mut s = Site::new(id.clone(), 0);
@@ -114,6 +114,15 @@ async fn redis_down_is_a_miss_never_an_error() {
     assert!(!c.put_site(&id, entry(&id, 1)).await);
     assert_eq!(c.site(&id).await, None);
     assert!(matches!(c.health().await, CacheHealth::Degraded(_)));
+    let host = Domain::parse("down.test").unwrap();
+    c.put_host_site(&host, &id, std::time::Duration::from_secs(60))
+        .await;
+    assert_eq!(c.host_site(&host).await, None);
+    assert!(
+        c.claim_site_refresh(&id, std::time::Duration::from_secs(60))
+            .await,
+        "a Redis that cannot tell leaves the re-read to the caller"
+    );
     assert!(
         t.elapsed() < std::time::Duration::from_secs(5),
         "{:?}",
@@ -165,4 +174,52 @@ async fn instances_sharing_redis_see_each_others_site_updates() {
     // An older record in Redis never lowers what memory holds.
     assert!(!b.put_site(&id, entry(&id, 1)).await);
     assert_eq!(b.site(&id).await.map(|e| e.revision), Some(2));
+}
+
+#[tokio::test]
+async fn instances_sharing_redis_share_host_hints_and_refresh_claims() {
+    let prefix = skyhost_testkit::unique("hints");
+    let make = || {
+        Tiered::new(
+            MemoryCache::new(1 << 20),
+            Some(
+                RedisCache::new(&skyhost_testkit::redis_url())
+                    .unwrap()
+                    .with_prefix(&prefix),
+            ),
+        )
+    };
+    let (a, b) = (make(), make());
+    let host = Domain::parse(&format!("{}.test", skyhost_testkit::unique("h"))).unwrap();
+    let (one, two) = (SiteId::parse("one").unwrap(), SiteId::parse("two").unwrap());
+    let ms = std::time::Duration::from_millis;
+    assert_eq!(b.host_site(&host).await, None);
+    a.put_host_site(&host, &one, ms(60_000)).await;
+    assert_eq!(b.host_site(&host).await, Some(one.clone()));
+    a.put_host_site(&host, &two, ms(200)).await;
+    assert_eq!(
+        b.host_site(&host).await,
+        Some(two.clone()),
+        "the latest answer wins"
+    );
+    tokio::time::sleep(ms(300)).await;
+    assert_eq!(b.host_site(&host).await, None, "a hint expires");
+
+    // One claim per window across the instances, and a new one once it has passed.
+    assert!(a.claim_site_refresh(&one, ms(200)).await);
+    assert!(!b.claim_site_refresh(&one, ms(200)).await);
+    assert!(!a.claim_site_refresh(&one, ms(200)).await);
+    assert!(
+        b.claim_site_refresh(&two, ms(200)).await,
+        "claims are per site"
+    );
+    tokio::time::sleep(ms(300)).await;
+    assert!(b.claim_site_refresh(&one, ms(200)).await);
+
+    // Memory alone shares nothing, so every claim is the caller's.
+    let alone = MemoryCache::new(1 << 20);
+    alone.put_host_site(&host, &one, ms(60_000)).await;
+    assert_eq!(alone.host_site(&host).await, None);
+    assert!(alone.claim_site_refresh(&one, ms(200)).await);
+    assert!(alone.claim_site_refresh(&one, ms(200)).await);
 }

@@ -305,13 +305,14 @@ impl Origin {
         }
     }
 
-    /// The origin of a Lambda function: configuration from the environment, DynamoDB and
-    /// S3 clients (the table and the primary bucket in the primary region), the in-process
-    /// cache in front of Redis when `REDIS_URL` is set.
+    /// The origin of a Lambda function: configuration from the environment, the table and
+    /// the primary bucket in the primary region and the local bucket, each through a client
+    /// built on first use, and the in-process cache in front of Redis when `REDIS_URL` is
+    /// set.
     pub async fn from_env() -> Result<Origin, OriginError> {
         use skyhost_meta::blob::s3::S3BlobStore;
         use skyhost_meta::cache::{memory::MemoryCache, redis::RedisCache, Tiered};
-        use skyhost_meta::config::{aws, dynamodb, for_region, s3};
+        use skyhost_meta::config::{aws, for_region};
         use skyhost_meta::store::dynamodb::DynamoStore;
 
         let config = OriginConfig::from_env()?;
@@ -321,15 +322,18 @@ impl Origin {
         } else {
             for_region(&here, &config.primary_region)
         };
-        let dynamo = dynamodb(&primary_conf);
-        let local = s3(&here);
-        // The primary bucket is the fail-safe: its client is built when first needed.
-        let primary = (config.primary_bucket != config.bucket)
-            .then(|| S3BlobStore::deferred(primary_conf.clone(), config.primary_bucket.clone()));
-        let meta: Arc<dyn MetaStore> = Arc::new(DynamoStore::new(dynamo, config.table.clone()));
-        let local: Arc<dyn BlobStore> = Arc::new(S3BlobStore::new(local, config.bucket.clone()));
-        let primary: Option<Arc<dyn BlobStore>> =
-            primary.map(|store| Arc::new(store) as Arc<dyn BlobStore>);
+        // Every client is built on first use: a cold instance whose first requests the
+        // region's Redis answers builds none (each SDK crate parses its partition table
+        // when its first client is built). The primary bucket is the fail-safe.
+        let meta: Arc<dyn MetaStore> = Arc::new(DynamoStore::deferred(
+            primary_conf.clone(),
+            config.table.clone(),
+        ));
+        let local: Arc<dyn BlobStore> =
+            Arc::new(S3BlobStore::deferred(here, config.bucket.clone()));
+        let primary: Option<Arc<dyn BlobStore>> = (config.primary_bucket != config.bucket)
+            .then(|| S3BlobStore::deferred(primary_conf, config.primary_bucket.clone()))
+            .map(|store| Arc::new(store) as Arc<dyn BlobStore>);
         let redis = config
             .redis_url
             .as_deref()

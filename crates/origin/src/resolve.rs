@@ -1,9 +1,12 @@
 //! Host → site → active deployment → manifest.
 //!
 //! The host → site map and parsed manifests live in this process; site records live in
-//! the cache (memory, Redis) and are replaced only by higher revisions. A host resolves
-//! only while the site's record lists it, so a removed domain stops resolving as soon as
-//! the new record arrives, whatever the map still says.
+//! the cache (memory, Redis) and are replaced only by higher revisions. Known hosts are
+//! shared through Redis too, as hints, so a cold instance of a region whose Redis is warm
+//! answers without reading the store. A host resolves only while the site's record lists
+//! it, so a removed domain stops resolving as soon as the new record arrives, whatever the
+//! map or the hint still says. Each site's record is re-read from the store once per
+//! refresh window by one instance of the region (the claim is kept in Redis).
 
 use crate::data::{CacheOutcome, DataError, DataPath};
 use http::HeaderValue;
@@ -126,6 +129,15 @@ impl Resolver {
         self.hosts.insert(host, site, ttl);
     }
 
+    /// Remembers what the store says `host` resolves to, and shares a known answer with
+    /// the region's other instances.
+    async fn remember_host(&self, host: &Domain, site: Option<SiteId>) {
+        if let Some(id) = &site {
+            self.cache.put_host_site(host, id, KNOWN_HOST_TTL).await;
+        }
+        self.insert_host(host.clone(), site);
+    }
+
     /// The site a `Host` header names (see [`Resolver::site_for_host`]). A header that is
     /// already a known domain in canonical form, as browsers send it, is looked up as it
     /// is; any other is parsed first (port, case, trailing dot), and refused if it is not a
@@ -154,13 +166,21 @@ impl Resolver {
     /// The site a host serves: `None` for an unknown host, a removed domain, a suspended
     /// site — the visitor cannot tell these apart.
     pub async fn site_for_host(&self, host: &Domain) -> Result<Option<Arc<Site>>, StoreError> {
-        let (id, from_map) = match self.hosts.get(host) {
+        // This process's map first, then what another instance of the region found (a
+        // cold instance answered from Redis reads nothing from the store), then the store.
+        let (id, hinted) = match self.hosts.get(host) {
             Some(v) => (v, true),
-            None => {
-                let v = self.meta.site_for_domain(host).await?;
-                self.insert_host(host.clone(), v.clone());
-                (v, false)
-            }
+            None => match self.cache.host_site(host).await {
+                Some(id) => {
+                    self.insert_host(host.clone(), Some(id.clone()));
+                    (Some(id), true)
+                }
+                None => {
+                    let v = self.meta.site_for_domain(host).await?;
+                    self.remember_host(host, v.clone()).await;
+                    (v, false)
+                }
+            },
         };
         let Some(id) = id else {
             return Ok(None);
@@ -172,7 +192,7 @@ impl Resolver {
         // The map and the record disagree: the domain moved or was removed, or this
         // instance missed the notification that added it. Ask the store once, then
         // remember the answer (an unknown answer only briefly).
-        let fresh_id = if from_map {
+        let fresh_id = if hinted {
             self.meta.site_for_domain(host).await?
         } else {
             Some(id)
@@ -180,7 +200,7 @@ impl Resolver {
         if let Some(fresh_id) = fresh_id {
             if let Some(s) = self.reload(&fresh_id).await? {
                 if s.domains.contains(host) {
-                    self.insert_host(host.clone(), Some(fresh_id));
+                    self.remember_host(host, Some(fresh_id)).await;
                     return Ok(serving(s));
                 }
             }
@@ -195,7 +215,13 @@ impl Resolver {
             if !self.fresh.contains(id) {
                 self.fresh.insert(id.clone(), (), self.refresh);
                 let (meta, cache, id) = (self.meta.clone(), self.cache.clone(), id.clone());
+                let window = self.refresh;
                 tokio::spawn(async move {
+                    // One instance of the region re-reads a record per window; the others
+                    // learn what it found through the shared tier.
+                    if !cache.claim_site_refresh(&id, window).await {
+                        return;
+                    }
                     match meta.site(&id).await {
                         Ok(Some(s)) => {
                             let revision = s.revision;
@@ -224,7 +250,13 @@ impl Resolver {
 
     /// Reads a site record from the store and caches it (if newer than the cached one).
     async fn reload(&self, id: &SiteId) -> Result<Option<Arc<Site>>, StoreError> {
-        let site = self.meta.site(id).await?;
+        // This read is the region's refresh of the record for the window: the claim tells
+        // the other instances so, and costs no wait beside the store's read.
+        let (site, _) = tokio::join!(
+            self.meta.site(id),
+            self.cache.claim_site_refresh(id, self.refresh)
+        );
+        let site = site?;
         self.fresh.insert(id.clone(), (), self.refresh);
         let Some(s) = site else {
             return Ok(self.cache.site(id).await.and_then(|e| e.site));

@@ -5,8 +5,8 @@
 //! Scenarios: `naive` (the default credential chain loaded once per region, then DynamoDB
 //! and two S3 clients: the first version's init), `origin` (what `Origin::from_env` does now
 //! in a replica region: one load with the environment's credentials, the primary region
-//! derived from it, DynamoDB and the local bucket's S3 client; the primary bucket's client
-//! deferred), `from-env` (logging and `Origin::from_env`, with the
+//! derived from it, and the stores of the table and both buckets, each client deferred to
+//! its first use), `from-env` (logging and `Origin::from_env`, with the
 //! template's variables set by the caller), `connector` (skyhost's shared SDK connector with
 //! compiled-in, then system roots), `caches` (the in-process cache tiers), `native-roots`
 //! (the system trust store alone), `reqwest` (the replicator's client), `endpoint-rules`
@@ -50,11 +50,16 @@ async fn main() -> std::process::ExitCode {
                 load("us-west-2"),
             )
             .await;
-            let d = step("dynamodb client", || {
-                skyhost_meta::config::dynamodb(&primary)
+            // Every client is built on first use, as `from_env` does.
+            let d = step("dynamodb store (client deferred)", || {
+                skyhost_meta::store::dynamodb::DynamoStore::deferred(primary.clone(), "sites")
             });
-            let s = step("s3 client (here)", || skyhost_meta::config::s3(&here));
-            let p = step("s3 client (primary)", || skyhost_meta::config::s3(&primary));
+            let s = step("s3 store (here, client deferred)", || {
+                skyhost_meta::blob::s3::S3BlobStore::deferred(here.clone(), "here")
+            });
+            let p = step("s3 store (primary, client deferred)", || {
+                skyhost_meta::blob::s3::S3BlobStore::deferred(primary.clone(), "primary")
+            });
             drop((d, s, p));
         }
         "origin" => {

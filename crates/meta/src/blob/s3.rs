@@ -1,6 +1,7 @@
 //! The S3 adapter of the blob store: streaming gets, multipart uploads above 8 MiB.
 
 use super::{check_key, exact_size, BlobBody, BlobError, BlobStore, ObjectInfo, ObjectMeta};
+use crate::config::ClientCell;
 use async_trait::async_trait;
 use aws_sdk_s3::operation::head_object::HeadObjectOutput;
 use aws_sdk_s3::primitives::ByteStream as S3Body;
@@ -22,42 +23,37 @@ pub fn object_size(o: &HeadObjectOutput) -> u64 {
 /// A bucket in S3.
 #[derive(Clone, Debug)]
 pub struct S3BlobStore {
-    client: ClientCell,
+    client: ClientCell<Client>,
     bucket: String,
-}
-
-/// The client, or the configuration to build it from on first use.
-#[derive(Clone, Debug)]
-enum ClientCell {
-    Ready(Client),
-    Deferred(std::sync::Arc<(aws_config::SdkConfig, std::sync::OnceLock<Client>)>),
 }
 
 impl S3BlobStore {
     /// The bucket `bucket`, through a client built once at init.
     pub fn new(client: Client, bucket: impl Into<String>) -> Self {
         S3BlobStore {
-            client: ClientCell::Ready(client),
+            client: ClientCell::ready(client),
             bucket: bucket.into(),
         }
     }
 
-    /// The bucket `bucket`, through a client built from `conf` when it is first used: for a
-    /// bucket most instances never read (the origin's fail-safe, the primary region's
-    /// bucket), so building its client is not part of every cold start.
+    /// The bucket `bucket`, through a client built from `conf` when it is first used
+    /// ([`ClientCell`]): the origin's buckets, which a cold instance answered from the
+    /// region's Redis may never read.
     pub fn deferred(conf: aws_config::SdkConfig, bucket: impl Into<String>) -> Self {
         S3BlobStore {
-            client: ClientCell::Deferred(std::sync::Arc::new((conf, std::sync::OnceLock::new()))),
+            client: ClientCell::deferred(conf, crate::config::s3),
             bucket: bucket.into(),
         }
     }
 
     /// The client (for S3-only operations such as server-side copies).
     pub fn client(&self) -> &Client {
-        match &self.client {
-            ClientCell::Ready(c) => c,
-            ClientCell::Deferred(d) => d.1.get_or_init(|| crate::config::s3(&d.0)),
-        }
+        self.client.get()
+    }
+
+    /// Whether the client has been built (a deferred one is built on first use).
+    pub fn client_built(&self) -> bool {
+        self.client.is_built()
     }
 
     /// An S3 call's failure on this bucket, as a blob store error.

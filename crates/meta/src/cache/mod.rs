@@ -7,7 +7,7 @@
 pub mod memory;
 pub mod redis;
 
-use crate::ids::SiteId;
+use crate::ids::{Domain, SiteId};
 use crate::model::Site;
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -47,6 +47,19 @@ pub trait Cache: Send + Sync {
     async fn put_site(&self, id: &SiteId, entry: SiteEntry) -> bool;
     /// Whether the tier works.
     async fn health(&self) -> CacheHealth;
+    /// The site a host was last found to belong to, by any instance sharing the tier: a
+    /// hint, to be checked against that site's record (`None`: the tier does not know).
+    async fn host_site(&self, _host: &Domain) -> Option<SiteId> {
+        None
+    }
+    /// Records for `ttl` which site a host was found to belong to.
+    async fn put_host_site(&self, _host: &Domain, _site: &SiteId, _ttl: std::time::Duration) {}
+    /// Claims the next re-read of a site's record from the store for `window`: `true` when
+    /// the caller should re-read it, `false` when another instance sharing the tier claimed
+    /// it within the window. A tier that cannot tell says `true`.
+    async fn claim_site_refresh(&self, _id: &SiteId, _window: std::time::Duration) -> bool {
+        true
+    }
     /// A number that changes whenever a site record this process reads may have changed,
     /// for callers that keep answers derived from site records; `None` when the tier
     /// cannot tell (such callers then keep nothing).
@@ -142,6 +155,23 @@ impl Cache for Tiered {
         };
         let local = self.memory.put_site(id, entry).await;
         local || shared
+    }
+
+    async fn host_site(&self, host: &Domain) -> Option<SiteId> {
+        self.redis.as_ref()?.host_site(host).await
+    }
+
+    async fn put_host_site(&self, host: &Domain, site: &SiteId, ttl: std::time::Duration) {
+        if let Some(r) = &self.redis {
+            r.put_host_site(host, site, ttl).await;
+        }
+    }
+
+    async fn claim_site_refresh(&self, id: &SiteId, window: std::time::Duration) -> bool {
+        match &self.redis {
+            Some(r) => r.claim_site_refresh(id, window).await,
+            None => true,
+        }
     }
 
     fn site_generation(&self) -> Option<u64> {

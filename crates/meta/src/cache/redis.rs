@@ -2,7 +2,7 @@
 //! — down, slow, full — is a miss and a log line, never an error to the visitor.
 
 use super::{Cache, CacheHealth, SiteEntry};
-use crate::ids::SiteId;
+use crate::ids::{Domain, SiteId};
 use async_trait::async_trait;
 use bytes::Bytes;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
@@ -148,6 +148,55 @@ impl Cache for RedisCache {
             })
             .await;
         applied == Some(1)
+    }
+
+    async fn host_site(&self, host: &Domain) -> Option<SiteId> {
+        let mut c = self.conn.clone();
+        let k = format!("{}h:{host}", self.prefix);
+        let id: Option<String> = self
+            .run("get host", async move {
+                redis::cmd("GET").arg(k).query_async(&mut c).await
+            })
+            .await?;
+        SiteId::parse(&id?).ok()
+    }
+
+    async fn put_host_site(&self, host: &Domain, site: &SiteId, ttl: Duration) {
+        let mut c = self.conn.clone();
+        let k = format!("{}h:{host}", self.prefix);
+        let (v, ms) = (site.to_string(), ttl.as_millis().max(1));
+        let _: Option<()> = self
+            .run("set host", async move {
+                redis::cmd("SET")
+                    .arg(k)
+                    .arg(v)
+                    .arg("PX")
+                    .arg(u64::try_from(ms).unwrap_or(u64::MAX))
+                    .query_async(&mut c)
+                    .await
+            })
+            .await;
+    }
+
+    async fn claim_site_refresh(&self, id: &SiteId, window: Duration) -> bool {
+        let mut c = self.conn.clone();
+        let k = format!("{}r:{id}", self.prefix);
+        let ms = u64::try_from(window.as_millis().max(1)).unwrap_or(u64::MAX);
+        // SET NX answers OK to the first caller in the window and nil to the rest.
+        let set: Option<Option<String>> = self
+            .run("claim refresh", async move {
+                redis::cmd("SET")
+                    .arg(k)
+                    .arg(1)
+                    .arg("NX")
+                    .arg("PX")
+                    .arg(ms)
+                    .query_async(&mut c)
+                    .await
+            })
+            .await;
+        // A Redis that does not answer cannot tell: re-read, as a lone instance would.
+        set.is_none_or(|claimed| claimed.is_some())
     }
 
     async fn health(&self) -> CacheHealth {

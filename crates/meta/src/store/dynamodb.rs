@@ -7,6 +7,7 @@
 use super::item::{self, Item, Key};
 use super::stream::{self, Change};
 use super::{ChangeBatch, ChangeFeed, Condition, MetaStore, StoreError, Write, WriteError};
+use crate::config::ClientCell;
 use async_trait::async_trait;
 use aws_sdk_dynamodb::operation::delete_item::DeleteItemError;
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
@@ -20,7 +21,7 @@ use std::collections::{BTreeMap, HashMap};
 /// DynamoDB-backed metadata store.
 #[derive(Clone, Debug)]
 pub struct DynamoStore {
-    client: Client,
+    client: ClientCell<Client>,
     table: String,
 }
 
@@ -105,9 +106,23 @@ impl DynamoStore {
     /// A store over `table`, with a client built once at init.
     pub fn new(client: Client, table: impl Into<String>) -> Self {
         DynamoStore {
-            client,
+            client: ClientCell::ready(client),
             table: table.into(),
         }
+    }
+
+    /// A store over `table`, with a client built from `conf` on first use
+    /// ([`ClientCell`]).
+    pub fn deferred(conf: aws_config::SdkConfig, table: impl Into<String>) -> Self {
+        DynamoStore {
+            client: ClientCell::deferred(conf, crate::config::dynamodb),
+            table: table.into(),
+        }
+    }
+
+    /// Whether the client has been built (a deferred one is built on first use).
+    pub fn client_built(&self) -> bool {
+        self.client.is_built()
     }
 
     /// The table's name.
@@ -120,6 +135,7 @@ impl DynamoStore {
     pub async fn ensure_table(&self) -> Result<(), StoreError> {
         let exists = self
             .client
+            .get()
             .describe_table()
             .table_name(&self.table)
             .send()
@@ -143,6 +159,7 @@ impl DynamoStore {
                 .map_err(backend)
         };
         self.client
+            .get()
             .create_table()
             .table_name(&self.table)
             .billing_mode(BillingMode::PayPerRequest)
@@ -167,6 +184,7 @@ impl DynamoStore {
     pub async fn stream_arn(&self) -> Result<String, StoreError> {
         let t = self
             .client
+            .get()
             .describe_table()
             .table_name(&self.table)
             .send()
@@ -183,6 +201,7 @@ impl DynamoStore {
         let res = match w.item {
             Some(it) => self
                 .client
+                .get()
                 .put_item()
                 .table_name(&self.table)
                 .set_item(Some(attrs(it)))
@@ -195,6 +214,7 @@ impl DynamoStore {
                 .map_err(|e| write_err(e, PutItemError::is_conditional_check_failed_exception)),
             None => self
                 .client
+                .get()
                 .delete_item()
                 .table_name(&self.table)
                 .set_key(Some(key_attrs(&w.key)))
@@ -215,6 +235,7 @@ impl MetaStore for DynamoStore {
     async fn get_item(&self, key: &Key) -> Result<Option<Item>, StoreError> {
         let out = self
             .client
+            .get()
             .get_item()
             .table_name(&self.table)
             .set_key(Some(key_attrs(key)))
@@ -228,6 +249,7 @@ impl MetaStore for DynamoStore {
     async fn query_items(&self, pk: &str, sk_prefix: &str) -> Result<Vec<Item>, StoreError> {
         let mut pages = self
             .client
+            .get()
             .query()
             .table_name(&self.table)
             .key_condition_expression("pk = :pk AND begins_with(sk, :p)")
@@ -247,6 +269,7 @@ impl MetaStore for DynamoStore {
     async fn scan_kind(&self, kind: &str) -> Result<Vec<Item>, StoreError> {
         let mut pages = self
             .client
+            .get()
             .scan()
             .table_name(&self.table)
             .filter_expression("#k = :k")
@@ -301,6 +324,7 @@ impl MetaStore for DynamoStore {
         }
         match self
             .client
+            .get()
             .transact_write_items()
             .set_transact_items(Some(items))
             .send()
