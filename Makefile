@@ -32,7 +32,7 @@ fmt:
 build:
 	$(CARGO) build --workspace
 
-## bench: install nginx and wrk if missing, build release once, run every benchmark, write BENCHMARKS.md
+## bench: install nginx, wrk and redis-server if missing, build release once, run every benchmark, write BENCHMARKS.md
 bench:
 	./bench/run.sh
 

@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# `make bench`: installs nginx, wrk and the chart's font when missing, builds the release
-# binaries once (niced), runs the handler benchmark (criterion), then every other
-# measurement in one go. Writes BENCHMARKS.md, bench/results/<date>.json and
-# bench/results/chart.png, and prints every ratio of the run. Extra arguments go to
-# `skyhost-bench run` (e.g. --only coldstart, --wrk-seconds 5).
+# `make bench`: installs nginx, wrk, redis-server (the first-answer starts) and the chart's
+# font when missing, builds the release binaries once (niced), runs the handler benchmark
+# (criterion), then every other measurement in one go. Writes BENCHMARKS.md,
+# bench/results/<date>.json and bench/results/chart.png, and prints every ratio of the run.
+# Extra arguments go to `skyhost-bench run` (e.g. --only coldstart, --wrk-seconds 5).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -15,6 +15,7 @@ release="$CARGO_TARGET_DIR/release"
 need=()
 command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || need+=(nginx)
 command -v wrk >/dev/null 2>&1 || need+=(wrk)
+command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
 [ -f /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || need+=(fonts-dejavu-core)
 if [ ${#need[@]} -gt 0 ]; then
   echo "== installing ${need[*]}"

@@ -79,7 +79,7 @@ pub fn lambda_env(runtime_api: &str, name: &str) -> Vec<(String, String)> {
 }
 
 /// The origin's variables as `template.yaml` sets them in a replica region.
-fn origin_env() -> Vec<(String, String)> {
+pub fn origin_env() -> Vec<(String, String)> {
     pairs(&[
         ("SKYHOST_REGION", "eu-central-1"),
         ("SKYHOST_PRIMARY_REGION", "us-west-2"),
@@ -215,6 +215,7 @@ pub async fn measure(fns: &[Function], runs: usize, logs: &Path) -> Result<Vec<F
                 }
                 Ok(Some(Event::InitError(body))) => bail!("{} failed its init: {body}", f.name),
                 Ok(Some(Event::Other(line))) => bail!("{} sent {line:?} before polling", f.name),
+                Ok(Some(Event::Response(..))) => bail!("{} answered before polling", f.name),
                 Ok(None) => bail!("the runtime stub stopped"),
                 Err(_) => bail!(
                     "{} did not poll within 10 s (see {})",

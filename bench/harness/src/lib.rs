@@ -1,5 +1,5 @@
 //! The `make bench` harness: each section of BENCHMARKS.md has its module
-//! ([`throughput`] with memory, [`handler`], [`coldstart`], [`propagation`], [`deploy`],
+//! ([`throughput`] with memory, [`handler`], [`coldstart`] with [`first_answer`], [`propagation`], [`deploy`],
 //! [`latency`]); [`results`] holds what a run measured and the budgets, [`report`] and
 //! [`chart`] write BENCHMARKS.md and its PNG. Parsers and pure decisions are tested by
 //! tables; the measurement modules drive the release binaries and are exercised by
@@ -8,6 +8,7 @@
 pub mod chart;
 pub mod coldstart;
 pub mod deploy;
+pub mod first_answer;
 pub mod handler;
 pub mod http;
 pub mod latency;

@@ -7,8 +7,8 @@ use clap::{Parser, Subcommand};
 use skyhost_bench::local::{LocalUp, UpArgs};
 use skyhost_bench::results::Results;
 use skyhost_bench::{
-    chart, coldstart, deploy, handler, latency, machine, procs, propagation, report, site,
-    throughput, wrk,
+    chart, coldstart, deploy, first_answer, handler, latency, machine, procs, propagation, report,
+    site, throughput, wrk,
 };
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -138,6 +138,15 @@ fn write_outputs(r: &Results, json_path: &Path, out: &Outputs) -> Result<()> {
     Ok(())
 }
 
+/// The first-answer starts (`first_answer`), on a redis-server of their own.
+async fn first_answers(a: &RunArgs) -> Result<Vec<skyhost_bench::coldstart::FunctionResult>> {
+    let redis = first_answer::OwnRedis::start()?;
+    // Claimed for longer than the measurement takes, as by a busy region's instances.
+    first_answer::seed(&redis.url, std::time::Duration::from_secs(600)).await?;
+    let fns = first_answer::functions(&a.bin_dir, &a.bin_dir.join("hello-lambda"), &redis.url);
+    first_answer::measure(&fns, a.cold_runs, &a.work.join("first-answer-logs")).await
+}
+
 async fn run(a: RunArgs) -> Result<()> {
     let started = Instant::now();
     let wants = |s: &str| a.only.is_empty() || a.only.iter().any(|o| o == s);
@@ -226,11 +235,30 @@ async fn run(a: RunArgs) -> Result<()> {
                         Vec::new()
                     }
                 };
+                let first_answer = match first_answers(&a).await {
+                    Ok(fa) => {
+                        for f in &fa {
+                            say(&format!(
+                                "  first answer {:<30} median {:>7.2} ms  p90 {:>7.2} ms  ratio {:.2}×",
+                                f.name,
+                                f.median_ms.unwrap_or(f64::NAN),
+                                f.p90_ms.unwrap_or(f64::NAN),
+                                f.ratio.unwrap_or(f64::NAN)
+                            ));
+                        }
+                        fa
+                    }
+                    Err(e) => {
+                        r.errors.push(format!("first answer: {e:#}"));
+                        Vec::new()
+                    }
+                };
                 r.cold_start = Some(skyhost_bench::results::ColdStart {
                     runs: a.cold_runs,
                     functions: fs,
                     init_steps,
                     fault_cost_us: coldstart::page_fault_cost_us(),
+                    first_answer,
                 });
             }
             Err(e) => r.errors.push(format!("cold start: {e:#}")),

@@ -94,6 +94,10 @@ pub struct ColdStart {
     /// What one page fault costs on this machine, µs.
     #[serde(default)]
     pub fault_cost_us: Option<f64>,
+    /// Exec → the whole response to a first invocation ([`crate::first_answer`]), the
+    /// baseline first; no budget.
+    #[serde(default)]
+    pub first_answer: Vec<FunctionResult>,
 }
 
 /// Section 4.
@@ -445,6 +449,10 @@ pub(crate) mod tests {
                     median_ms: 2.5,
                 }],
                 fault_cost_us: Some(1.5),
+                first_answer: vec![
+                    f("hello-lambda", 5.0, false),
+                    f("skyhost-origin (warm Redis)", 6.0, false),
+                ],
             }),
             propagation: Some(Propagation {
                 regions: vec!["us-west-2".into(), "eu-central-1".into()],

@@ -1,6 +1,8 @@
 //! A stand-in for the Lambda Runtime API: it notes when a function first asks for an
 //! invocation (`GET /2018-06-01/runtime/invocation/next`) and then holds that request open,
 //! so the function stays idle until it is killed. An init error is reported with its body.
+//! [`start_invoking`] instead hands the first poll one invocation and notes when its
+//! response has arrived whole.
 
 use std::net::SocketAddr;
 use std::time::Instant;
@@ -20,6 +22,9 @@ pub enum Event {
     InitError(String),
     /// Any other request line.
     Other(String),
+    /// An invocation's response arrived whole ([`start_invoking`]), and its body
+    /// (de-chunked when streamed).
+    Response(Instant, Vec<u8>),
 }
 
 /// Classifies a request line.
@@ -117,6 +122,160 @@ pub async fn start() -> std::io::Result<Stub> {
     Ok(Stub { addr, events: rx })
 }
 
+/// The request id of the invocation [`start_invoking`] hands out.
+pub const REQUEST_ID: &str = "bench-invocation-1";
+
+/// One HTTP/1.1 request read whole: its request line and body.
+async fn read_request<S: AsyncReadExt + Unpin>(
+    s: &mut S,
+    buf: &mut Vec<u8>,
+) -> Option<(String, Vec<u8>)> {
+    let mut chunk = [0u8; 8192];
+    let head_end = loop {
+        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break i + 4;
+        }
+        let n = s.read(&mut chunk).await.ok().filter(|&n| n > 0)?;
+        buf.extend_from_slice(&chunk[..n]);
+    };
+    let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
+    let line = head.lines().next().unwrap_or("").to_owned();
+    let header = |name: &str| {
+        head.lines().skip(1).find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.trim()
+                .eq_ignore_ascii_case(name)
+                .then(|| v.trim().to_owned())
+        })
+    };
+    let chunked = header("transfer-encoding").is_some_and(|v| v.eq_ignore_ascii_case("chunked"));
+    let length: usize = header("content-length")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    buf.drain(..head_end);
+    let mut body = Vec::new();
+    if chunked {
+        loop {
+            let eol = loop {
+                if let Some(i) = buf.windows(2).position(|w| w == b"\r\n") {
+                    break i;
+                }
+                let n = s.read(&mut chunk).await.ok().filter(|&n| n > 0)?;
+                buf.extend_from_slice(&chunk[..n]);
+            };
+            let size_line = String::from_utf8_lossy(&buf[..eol]).into_owned();
+            let size = usize::from_str_radix(size_line.split(';').next()?.trim(), 16).ok()?;
+            buf.drain(..eol + 2);
+            if size == 0 {
+                // Trailers, then the blank line that ends the message.
+                while !ends_trailers(buf) {
+                    let n = s.read(&mut chunk).await.ok().filter(|&n| n > 0)?;
+                    buf.extend_from_slice(&chunk[..n]);
+                }
+                return Some((line, body));
+            }
+            while buf.len() < size + 2 {
+                let n = s.read(&mut chunk).await.ok().filter(|&n| n > 0)?;
+                buf.extend_from_slice(&chunk[..n]);
+            }
+            body.extend_from_slice(&buf[..size]);
+            buf.drain(..size + 2);
+        }
+    }
+    while buf.len() < length {
+        let n = s.read(&mut chunk).await.ok().filter(|&n| n > 0)?;
+        buf.extend_from_slice(&chunk[..n]);
+    }
+    body.extend(buf.drain(..length));
+    Some((line, body))
+}
+
+/// Whether `buf` holds the end of a chunked message's trailer section (a blank line, or
+/// trailer lines followed by one); consumes it when it does.
+fn ends_trailers(buf: &mut Vec<u8>) -> bool {
+    if buf.starts_with(b"\r\n") {
+        buf.drain(..2);
+        return true;
+    }
+    match buf.windows(4).position(|w| w == b"\r\n\r\n") {
+        Some(i) => {
+            buf.drain(..i + 4);
+            true
+        }
+        None => false,
+    }
+}
+
+/// Starts a stub that answers the first poll with `event` (request id [`REQUEST_ID`]),
+/// notes the function's response to it, and holds every later poll.
+pub async fn start_invoking(event: Vec<u8>) -> std::io::Result<Stub> {
+    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    let (tx, rx) = mpsc::unbounded_channel();
+    let handed = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let event = std::sync::Arc::new(event);
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            let _ = s.set_nodelay(true);
+            let (tx, handed, event) = (tx.clone(), handed.clone(), event.clone());
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                while let Some((line, body)) = read_request(&mut s, &mut buf).await {
+                    let at = Instant::now();
+                    let answer = match classify(&line) {
+                        Classified::Next
+                            if !handed.swap(true, std::sync::atomic::Ordering::SeqCst) =>
+                        {
+                            let _ = tx.send(Event::Next(at));
+                            let deadline = std::time::SystemTime::now()
+                                .duration_since(std::time::UNIX_EPOCH)
+                                .map(|d| d.as_millis() + 30_000)
+                                .unwrap_or(0);
+                            let mut head = format!(
+                                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n\
+                                 Lambda-Runtime-Aws-Request-Id: {REQUEST_ID}\r\n\
+                                 Lambda-Runtime-Deadline-Ms: {deadline}\r\n\
+                                 Lambda-Runtime-Invoked-Function-Arn: arn:aws:lambda:us-west-2:123456789012:function:bench\r\n\
+                                 Lambda-Runtime-Trace-Id: Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=0\r\n\
+                                 Content-Length: {}\r\n\r\n",
+                                event.len()
+                            )
+                            .into_bytes();
+                            head.extend_from_slice(&event);
+                            head
+                        }
+                        // Held: the function waits for its next invocation until killed.
+                        Classified::Next => std::future::pending().await,
+                        Classified::InitError => {
+                            let _ = tx.send(Event::InitError(
+                                String::from_utf8_lossy(&body).into_owned(),
+                            ));
+                            b"HTTP/1.1 202 Accepted\r\nContent-Length: 2\r\n\r\n{}".to_vec()
+                        }
+                        Classified::Other
+                            if line.starts_with(&format!(
+                                "POST /2018-06-01/runtime/invocation/{REQUEST_ID}/response "
+                            )) =>
+                        {
+                            let _ = tx.send(Event::Response(at, body));
+                            b"HTTP/1.1 202 Accepted\r\nContent-Length: 16\r\n\r\n{\"status\":\"OK\"}"
+                                .to_vec()
+                        }
+                        Classified::Other => {
+                            let _ = tx.send(Event::Other(line));
+                            b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n".to_vec()
+                        }
+                    };
+                    if s.write_all(&answer).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    Ok(Stub { addr, events: rx })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -188,5 +347,63 @@ mod tests {
         let mut b = [0u8; 64];
         let n = s.read(&mut b).await.unwrap();
         assert!(String::from_utf8_lossy(&b[..n]).starts_with("HTTP/1.1 202"));
+    }
+
+    #[tokio::test]
+    async fn hands_out_one_invocation_and_notes_its_streamed_response() {
+        let mut stub = start_invoking(b"{\"path\":\"/\"}".to_vec()).await.unwrap();
+        let mut s = TcpStream::connect(stub.addr).await.unwrap();
+        s.write_all(format!("GET {NEXT} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
+            .await
+            .unwrap();
+        let mut got = Vec::new();
+        let mut b = [0u8; 1024];
+        while !got.ends_with(b"{\"path\":\"/\"}") {
+            let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut b))
+                .await
+                .unwrap()
+                .unwrap();
+            assert!(n > 0, "closed early: {}", String::from_utf8_lossy(&got));
+            got.extend_from_slice(&b[..n]);
+        }
+        let head = String::from_utf8_lossy(&got).into_owned();
+        assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+        assert!(head.contains(&format!("Lambda-Runtime-Aws-Request-Id: {REQUEST_ID}")));
+        // A streamed response, as `run_with_streaming_response` sends it, on the same
+        // connection: chunked, with a trailer.
+        let post = format!(
+            "POST /2018-06-01/runtime/invocation/{REQUEST_ID}/response HTTP/1.1\r\n\
+             Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\n\
+             Lambda-Runtime-Function-Error-Type: none\r\n\r\n"
+        );
+        s.write_all(post.as_bytes()).await.unwrap();
+        let mut saw = Vec::new();
+        while saw.len() < 2 {
+            match tokio::time::timeout(Duration::from_secs(5), stub.events.recv())
+                .await
+                .unwrap()
+            {
+                Some(e) => saw.push(e),
+                None => panic!("stub stopped"),
+            }
+        }
+        assert!(matches!(saw[0], Event::Next(_)), "{saw:?}");
+        match &saw[1] {
+            Event::Response(_, body) => assert_eq!(body, b"hello world"),
+            other => panic!("{other:?}"),
+        }
+        let n = s.read(&mut b).await.unwrap();
+        assert!(String::from_utf8_lossy(&b[..n]).starts_with("HTTP/1.1 202"));
+        // The next poll is held, on a new connection as on this one.
+        let mut again = TcpStream::connect(stub.addr).await.unwrap();
+        again
+            .write_all(format!("GET {NEXT} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
+            .await
+            .unwrap();
+        assert!(
+            tokio::time::timeout(Duration::from_millis(100), again.read(&mut b))
+                .await
+                .is_err()
+        );
     }
 }
