@@ -251,12 +251,10 @@ impl Resolver {
     /// Reads a site record from the store and caches it (if newer than the cached one).
     async fn reload(&self, id: &SiteId) -> Result<Option<Arc<Site>>, StoreError> {
         // This read is the region's refresh of the record for the window: the claim tells
-        // the other instances so, and costs no wait beside the store's read.
-        let (site, _) = tokio::join!(
-            self.meta.site(id),
-            self.cache.claim_site_refresh(id, self.refresh)
-        );
-        let site = site?;
+        // the other instances so, off the request's path.
+        let (cache, claimed, window) = (self.cache.clone(), id.clone(), self.refresh);
+        tokio::spawn(async move { cache.claim_site_refresh(&claimed, window).await });
+        let site = self.meta.site(id).await?;
         self.fresh.insert(id.clone(), (), self.refresh);
         let Some(s) = site else {
             return Ok(self.cache.site(id).await.and_then(|e| e.site));

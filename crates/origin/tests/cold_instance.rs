@@ -110,6 +110,7 @@ async fn a_cold_instance_answers_from_a_warm_redis_without_sdk_clients() {
         .await,
         "the host's site is shared"
     );
+    settle().await;
     assert!(
         !redis.claim_site_refresh(&id, Duration::from_secs(60)).await,
         "the warm instance's read of the record claimed the refresh window"
