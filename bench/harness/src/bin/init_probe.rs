@@ -50,16 +50,11 @@ async fn main() -> std::process::ExitCode {
                 load("us-west-2"),
             )
             .await;
-            // Every client is built on first use, as `from_env` does.
-            let d = step("dynamodb store (client deferred)", || {
-                skyhost_meta::store::dynamodb::DynamoStore::deferred(primary.clone(), "sites")
+            let d = step("dynamodb client", || {
+                skyhost_meta::config::dynamodb(&primary)
             });
-            let s = step("s3 store (here, client deferred)", || {
-                skyhost_meta::blob::s3::S3BlobStore::deferred(here.clone(), "here")
-            });
-            let p = step("s3 store (primary, client deferred)", || {
-                skyhost_meta::blob::s3::S3BlobStore::deferred(primary.clone(), "primary")
-            });
+            let s = step("s3 client (here)", || skyhost_meta::config::s3(&here));
+            let p = step("s3 client (primary)", || skyhost_meta::config::s3(&primary));
             drop((d, s, p));
         }
         "origin" => {
@@ -72,11 +67,13 @@ async fn main() -> std::process::ExitCode {
             let primary = step("derive us-west-2 config", || {
                 skyhost_meta::config::for_region(&here, "us-west-2")
             });
-            let d = step("dynamodb client", || {
-                skyhost_meta::config::dynamodb(&primary)
+            // Every client is built on first use, as `from_env` does.
+            let d = step("dynamodb store (client deferred)", || {
+                skyhost_meta::store::dynamodb::DynamoStore::deferred(primary.clone(), "sites")
             });
-            let s = step("s3 client (here)", || skyhost_meta::config::s3(&here));
-            // The primary bucket's client is built on its first use, as `from_env` does.
+            let s = step("s3 store (here, client deferred)", || {
+                skyhost_meta::blob::s3::S3BlobStore::deferred(here.clone(), "here")
+            });
             let p = step("s3 store (primary, client deferred)", || {
                 skyhost_meta::blob::s3::S3BlobStore::deferred(primary.clone(), "primary")
             });

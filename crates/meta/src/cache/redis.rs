@@ -38,7 +38,15 @@ impl RedisCache {
     /// A tier on `url`. Connects lazily, so a Redis that is down at start-up costs
     /// nothing at init and is picked up when it comes back.
     pub fn new(url: &str) -> Result<Self, RedisConfigError> {
-        let client = redis::Client::open(url).map_err(|e| RedisConfigError(e.to_string()))?;
+        use redis::IntoConnectionInfo;
+        // Without TCP_NODELAY, a command written while the previous one is unanswered (the
+        // connection is shared by concurrent requests) waits for the server's delayed ACK:
+        // 40 ms on Linux.
+        let info = url
+            .into_connection_info()
+            .map_err(|e| RedisConfigError(e.to_string()))?
+            .set_tcp_settings(redis::io::tcp::TcpSettings::default().set_nodelay(true));
+        let client = redis::Client::open(info).map_err(|e| RedisConfigError(e.to_string()))?;
         let timeout = Duration::from_millis(250);
         let cfg = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(timeout))
