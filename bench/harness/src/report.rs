@@ -224,9 +224,11 @@ pub fn render(r: &Results, results_file: &str, chart_file: Option<&str>, notes: 
                      release build, same profile; each scenario in a fresh process with the Lambda environment, \
                      medians of 10): `naive` is the first version's init (the default credential chain, one \
                      SDK config load per region, then DynamoDB and two S3 clients), `origin` what \
-                     `Origin::from_env` does now in a replica region (one load with the environment's \
-                     credentials and skyhost's shared connector, the primary region derived from it, and the \
-                     stores of the table and both buckets, each client left to its first use), \
+                     `Origin::from_env` does now in a replica region (the SDK configuration and the stores of \
+                     the table and both buckets, nothing loaded or built before first use; the `first use` \
+                     steps are what the first request that misses Redis then pays, once: the configuration's \
+                     load with the environment's credentials and skyhost's shared connector, and the two \
+                     clients it needs), \
                      `from-env` the origin's whole init (JSON logging, then `Origin::from_env` with \
                      the template's variables), `connector` that connector with the compiled-in roots the \
                      Lambdas use, then with the system store the CLI uses, `caches` the in-process cache tiers \

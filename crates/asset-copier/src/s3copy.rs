@@ -62,6 +62,7 @@ pub async fn copy_object(
     head: &SourceHead,
 ) -> Result<(), BlobError> {
     dst.client()
+        .await
         .copy_object()
         .bucket(dst.bucket())
         .key(key)
@@ -93,6 +94,7 @@ impl PartCopy for S3PartCopy<'_> {
         let out = self
             .dst
             .client()
+            .await
             .create_multipart_upload()
             .bucket(self.dst.bucket())
             .key(self.key)
@@ -118,6 +120,7 @@ impl PartCopy for S3PartCopy<'_> {
         let out = self
             .dst
             .client()
+            .await
             .upload_part_copy()
             .bucket(self.dst.bucket())
             .key(self.key)

@@ -84,6 +84,87 @@ pub fn for_region(conf: &SdkConfig, region: &str) -> SdkConfig {
         .build()
 }
 
+/// The SDK configuration of a region, loaded on its first use ([`aws`]), or derived then
+/// from another region's ([`for_region`]); clones share it. A cold origin whose first
+/// requests the region's Redis answers loads none.
+#[derive(Clone)]
+pub struct SdkConfigCell(std::sync::Arc<ConfigCell>);
+
+struct ConfigCell {
+    source: ConfigSource,
+    conf: tokio::sync::OnceCell<SdkConfig>,
+}
+
+enum ConfigSource {
+    Given,
+    Load(String),
+    Derive(SdkConfigCell, String),
+}
+
+impl std::fmt::Debug for SdkConfigCell {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let state = if self.0.conf.initialized() {
+            "loaded"
+        } else {
+            "deferred"
+        };
+        f.debug_tuple("SdkConfigCell").field(&state).finish()
+    }
+}
+
+impl SdkConfigCell {
+    fn with(source: ConfigSource, conf: tokio::sync::OnceCell<SdkConfig>) -> Self {
+        SdkConfigCell(std::sync::Arc::new(ConfigCell { source, conf }))
+    }
+
+    /// A configuration loaded already.
+    pub fn ready(conf: SdkConfig) -> Self {
+        Self::with(
+            ConfigSource::Given,
+            tokio::sync::OnceCell::new_with(Some(conf)),
+        )
+    }
+
+    /// `region`'s configuration, loaded by [`aws`] on first use.
+    pub fn load(region: &str) -> Self {
+        Self::with(
+            ConfigSource::Load(region.to_owned()),
+            tokio::sync::OnceCell::new(),
+        )
+    }
+
+    /// This configuration for another region ([`for_region`]), derived on first use.
+    pub fn for_region(&self, region: &str) -> Self {
+        Self::with(
+            ConfigSource::Derive(self.clone(), region.to_owned()),
+            tokio::sync::OnceCell::new(),
+        )
+    }
+
+    /// The configuration, loaded now if this is its first use.
+    pub async fn get(&self) -> &SdkConfig {
+        self.0
+            .conf
+            .get_or_init(|| async {
+                match &self.0.source {
+                    // `ready` fills the cell, so this arm never runs; the default is
+                    // what a load of no region would give.
+                    ConfigSource::Given => SdkConfig::builder().build(),
+                    ConfigSource::Load(region) => aws(region).await,
+                    ConfigSource::Derive(base, region) => {
+                        for_region(Box::pin(base.get()).await, region)
+                    }
+                }
+            })
+            .await
+    }
+
+    /// Whether the configuration is loaded yet.
+    pub fn is_loaded(&self) -> bool {
+        self.0.conf.initialized()
+    }
+}
+
 /// An SDK client ready at init, or the configuration to build it from on first use.
 ///
 /// The origin defers its clients: building one parses its SDK crate's partition table,
@@ -91,14 +172,12 @@ pub fn for_region(conf: &SdkConfig, region: &str) -> SdkConfig {
 /// answers never needs either client.
 pub struct ClientCell<C>(std::sync::Arc<Cell<C>>);
 
-// One per client, behind an Arc: the variants' sizes do not matter.
-#[allow(clippy::large_enum_variant)]
 enum Cell<C> {
     Ready(C),
     Deferred {
-        conf: SdkConfig,
+        conf: SdkConfigCell,
         build: fn(&SdkConfig) -> C,
-        client: std::sync::OnceLock<C>,
+        client: tokio::sync::OnceCell<C>,
     },
 }
 
@@ -122,23 +201,27 @@ impl<C> ClientCell<C> {
     }
 
     /// A client `build` makes from `conf` when it is first asked for.
-    pub fn deferred(conf: SdkConfig, build: fn(&SdkConfig) -> C) -> Self {
+    pub fn deferred(conf: SdkConfigCell, build: fn(&SdkConfig) -> C) -> Self {
         ClientCell(std::sync::Arc::new(Cell::Deferred {
             conf,
             build,
-            client: std::sync::OnceLock::new(),
+            client: tokio::sync::OnceCell::new(),
         }))
     }
 
-    /// The client, built now if this is its first use.
-    pub fn get(&self) -> &C {
+    /// The client, built now (and its configuration loaded) if this is its first use.
+    pub async fn get(&self) -> &C {
         match self.0.as_ref() {
             Cell::Ready(c) => c,
             Cell::Deferred {
                 conf,
                 build,
                 client,
-            } => client.get_or_init(|| build(conf)),
+            } => {
+                client
+                    .get_or_init(|| async { build(conf.get().await) })
+                    .await
+            }
         }
     }
 
@@ -146,7 +229,7 @@ impl<C> ClientCell<C> {
     pub fn is_built(&self) -> bool {
         match self.0.as_ref() {
             Cell::Ready(_) => true,
-            Cell::Deferred { client, .. } => client.get().is_some(),
+            Cell::Deferred { client, .. } => client.initialized(),
         }
     }
 }
@@ -191,15 +274,28 @@ mod tests {
             BUILT.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
             conf.region().map(|r| r.to_string()).unwrap_or_default()
         }
-        let cell = ClientCell::deferred(aws("eu-central-1").await, build);
+        let here = SdkConfigCell::load("eu-central-1");
+        let primary = here.for_region("us-west-2");
+        let cell = ClientCell::deferred(primary.clone(), build);
         let copy = cell.clone();
         assert!(!cell.is_built());
+        assert!(
+            !here.is_loaded() && !primary.is_loaded(),
+            "nothing is loaded before use"
+        );
         assert_eq!(BUILT.load(std::sync::atomic::Ordering::SeqCst), 0);
-        assert_eq!(copy.get(), "eu-central-1");
+        assert_eq!(copy.get().await, "us-west-2");
         assert!(cell.is_built(), "clones share the client");
-        assert_eq!(cell.get(), "eu-central-1");
+        assert!(here.is_loaded(), "a derived configuration loads its base");
+        assert_eq!(cell.get().await, "us-west-2");
         assert_eq!(BUILT.load(std::sync::atomic::Ordering::SeqCst), 1);
         assert!(ClientCell::ready(1u8).is_built());
+        let given = SdkConfigCell::ready(aws("ap-southeast-1").await);
+        assert!(given.is_loaded());
+        assert_eq!(
+            given.get().await.region().map(|r| r.as_ref()),
+            Some("ap-southeast-1")
+        );
     }
 
     #[test]

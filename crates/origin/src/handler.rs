@@ -312,19 +312,20 @@ impl Origin {
     pub async fn from_env() -> Result<Origin, OriginError> {
         use skyhost_meta::blob::s3::S3BlobStore;
         use skyhost_meta::cache::{memory::MemoryCache, redis::RedisCache, Tiered};
-        use skyhost_meta::config::{aws, for_region};
+        use skyhost_meta::config::SdkConfigCell;
         use skyhost_meta::store::dynamodb::DynamoStore;
 
         let config = OriginConfig::from_env()?;
-        let here = aws(&config.region).await;
+        let here = SdkConfigCell::load(&config.region);
         let primary_conf = if config.primary_region == config.region {
             here.clone()
         } else {
-            for_region(&here, &config.primary_region)
+            here.for_region(&config.primary_region)
         };
-        // Every client is built on first use: a cold instance whose first requests the
-        // region's Redis answers builds none (each SDK crate parses its partition table
-        // when its first client is built). The primary bucket is the fail-safe.
+        // Every client is built on first use, and the SDK configuration loaded then: a cold
+        // instance whose first requests the region's Redis answers does neither (each SDK
+        // crate parses its partition table when its first client is built). The primary
+        // bucket is the fail-safe.
         let meta: Arc<dyn MetaStore> = Arc::new(DynamoStore::deferred(
             primary_conf.clone(),
             config.table.clone(),

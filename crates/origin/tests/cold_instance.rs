@@ -11,6 +11,7 @@ use skyhost_meta::blob::BlobStore;
 use skyhost_meta::cache::memory::MemoryCache;
 use skyhost_meta::cache::redis::RedisCache;
 use skyhost_meta::cache::{Cache, Tiered};
+use skyhost_meta::config::SdkConfigCell;
 use skyhost_meta::store::dynamodb::DynamoStore;
 use skyhost_meta::store::MetaStore;
 use skyhost_meta::{Domain, SiteId};
@@ -23,15 +24,17 @@ const REGION: &str = "us-west-2";
 /// An instance's stores, with clients built on first use as `Origin::from_env` builds them.
 struct Instance {
     origin: Arc<Origin>,
+    conf: SdkConfigCell,
     meta: Arc<DynamoStore>,
     local: Arc<S3BlobStore>,
 }
 
 impl Instance {
     async fn new(table: &str, bucket: &str, redis_prefix: &str) -> Instance {
-        let conf = skyhost_testkit::aws(REGION).await;
+        // Loaded on first use, as `Origin::from_env` loads it.
+        let conf = SdkConfigCell::load(REGION);
         let meta = Arc::new(DynamoStore::deferred(conf.clone(), table));
-        let local = Arc::new(S3BlobStore::deferred(conf, bucket));
+        let local = Arc::new(S3BlobStore::deferred(conf.clone(), bucket));
         let redis = RedisCache::new(&redis_url())
             .unwrap()
             .with_prefix(redis_prefix);
@@ -49,13 +52,18 @@ impl Instance {
         ));
         Instance {
             origin,
+            conf,
             meta,
             local,
         }
     }
 
+    /// Whether the table's and the bucket's clients are built; neither is unless the
+    /// SDK configuration was loaded.
     fn built(&self) -> (bool, bool) {
-        (self.meta.client_built(), self.local.client_built())
+        let built = (self.meta.client_built(), self.local.client_built());
+        assert!(self.conf.is_loaded() || built == (false, false));
+        built
     }
 }
 
@@ -132,6 +140,7 @@ async fn a_cold_instance_answers_from_a_warm_redis_without_sdk_clients() {
         (false, false),
         "neither the table's nor the bucket's client was built"
     );
+    assert!(!cold.conf.is_loaded(), "nor the SDK configuration loaded");
     server.stop().await;
 
     // The same instance over a Redis no other instance warmed builds both (the control).

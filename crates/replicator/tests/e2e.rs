@@ -664,6 +664,7 @@ impl BlobStore for CutSource {
 async fn pending_uploads(store: &S3BlobStore, key: &str) -> usize {
     let out = store
         .client()
+        .await
         .list_multipart_uploads()
         .bucket(store.bucket())
         .send()

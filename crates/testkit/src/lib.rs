@@ -88,7 +88,10 @@ async fn table(conf: &aws_config::SdkConfig) -> DynamoStore {
 /// ([`S3BlobStore::deferred`]).
 pub async fn s3_deferred(region: &str) -> S3BlobStore {
     let bucket = s3(region).await.bucket().to_owned();
-    S3BlobStore::deferred(aws(region).await, bucket)
+    S3BlobStore::deferred(
+        skyhost_meta::config::SdkConfigCell::ready(aws(region).await),
+        bucket,
+    )
 }
 
 /// A fresh S3 bucket on moto.

@@ -4,10 +4,11 @@
 //!
 //! Scenarios: `naive` (the default credential chain loaded once per region, then DynamoDB
 //! and two S3 clients: the first version's init), `origin` (what `Origin::from_env` does now
-//! in a replica region: one load with the environment's credentials, the primary region
-//! derived from it, and the stores of the table and both buckets, each client deferred to
-//! its first use), `from-env` (logging and `Origin::from_env`, with the
-//! template's variables set by the caller), `connector` (skyhost's shared SDK connector with
+//! in a replica region: the SDK configuration and the stores of the table and both buckets,
+//! nothing loaded or built before first use; then, timed apart, what the first request that
+//! misses Redis pays once: the configuration's load and the two clients it needs),
+//! `from-env` (logging and `Origin::from_env`, with the template's variables set by the
+//! caller), `connector` (skyhost's shared SDK connector with
 //! compiled-in, then system roots), `caches` (the in-process cache tiers), `native-roots`
 //! (the system trust store alone), `reqwest` (the replicator's client), `endpoint-rules`
 //! (the SDK crates' default endpoint resolvers), `aws-lc-rand` (first random bytes).
@@ -58,16 +59,14 @@ async fn main() -> std::process::ExitCode {
             drop((d, s, p));
         }
         "origin" => {
-            // What `Origin::from_env` does now in a replica region.
-            let here = astep(
-                "sdk config load (eu-central-1)",
-                skyhost_meta::config::aws("eu-central-1"),
-            )
-            .await;
-            let primary = step("derive us-west-2 config", || {
-                skyhost_meta::config::for_region(&here, "us-west-2")
+            // What `Origin::from_env` does now in a replica region: nothing is loaded or
+            // built before first use.
+            let here = step("sdk config (eu-central-1, deferred)", || {
+                skyhost_meta::config::SdkConfigCell::load("eu-central-1")
             });
-            // Every client is built on first use, as `from_env` does.
+            let primary = step("derive us-west-2 config (deferred)", || {
+                here.for_region("us-west-2")
+            });
             let d = step("dynamodb store (client deferred)", || {
                 skyhost_meta::store::dynamodb::DynamoStore::deferred(primary.clone(), "sites")
             });
@@ -77,7 +76,11 @@ async fn main() -> std::process::ExitCode {
             let p = step("s3 store (primary, client deferred)", || {
                 skyhost_meta::blob::s3::S3BlobStore::deferred(primary.clone(), "primary")
             });
-            drop((d, s, p));
+            // What the first request that misses Redis then pays, once.
+            let _ = astep("first use: sdk config load (eu-central-1)", here.get()).await;
+            let _ = astep("first use: dynamodb client (us-west-2)", d.client()).await;
+            let _ = astep("first use: s3 client (here)", s.client()).await;
+            drop((d, p));
         }
         "connector" => {
             use skyhost_meta::sdk_http::SharedConnectorClient;

@@ -1,7 +1,7 @@
 //! The S3 adapter of the blob store: streaming gets, multipart uploads above 8 MiB.
 
 use super::{check_key, exact_size, BlobBody, BlobError, BlobStore, ObjectInfo, ObjectMeta};
-use crate::config::ClientCell;
+use crate::config::{ClientCell, SdkConfigCell};
 use async_trait::async_trait;
 use aws_sdk_s3::operation::head_object::HeadObjectOutput;
 use aws_sdk_s3::primitives::ByteStream as S3Body;
@@ -39,7 +39,7 @@ impl S3BlobStore {
     /// The bucket `bucket`, through a client built from `conf` when it is first used
     /// ([`ClientCell`]): the origin's buckets, which a cold instance answered from the
     /// region's Redis may never read.
-    pub fn deferred(conf: aws_config::SdkConfig, bucket: impl Into<String>) -> Self {
+    pub fn deferred(conf: SdkConfigCell, bucket: impl Into<String>) -> Self {
         S3BlobStore {
             client: ClientCell::deferred(conf, crate::config::s3),
             bucket: bucket.into(),
@@ -47,8 +47,8 @@ impl S3BlobStore {
     }
 
     /// The client (for S3-only operations such as server-side copies).
-    pub fn client(&self) -> &Client {
-        self.client.get()
+    pub async fn client(&self) -> &Client {
+        self.client.get().await
     }
 
     /// Whether the client has been built (a deferred one is built on first use).
@@ -73,6 +73,7 @@ impl S3BlobStore {
         check_key(key)?;
         match self
             .client()
+            .await
             .head_object()
             .bucket(&self.bucket)
             .key(key)
@@ -89,6 +90,7 @@ impl S3BlobStore {
     pub async fn ensure_bucket(&self, region: &str) -> Result<(), BlobError> {
         if self
             .client()
+            .await
             .head_bucket()
             .bucket(&self.bucket)
             .send()
@@ -97,7 +99,7 @@ impl S3BlobStore {
         {
             return Ok(());
         }
-        let mut req = self.client().create_bucket().bucket(&self.bucket);
+        let mut req = self.client().await.create_bucket().bucket(&self.bucket);
         if region != "us-east-1" {
             req = req.create_bucket_configuration(
                 aws_sdk_s3::types::CreateBucketConfiguration::builder()
@@ -117,6 +119,7 @@ impl S3BlobStore {
     ) -> Result<(), BlobError> {
         let created = self
             .client()
+            .await
             .create_multipart_upload()
             .bucket(&self.bucket)
             .key(key)
@@ -140,6 +143,7 @@ impl S3BlobStore {
                     let number = i32::try_from(parts.len() + 1).unwrap_or(i32::MAX);
                     let out = self
                         .client()
+                        .await
                         .upload_part()
                         .bucket(&self.bucket)
                         .key(key)
@@ -179,6 +183,7 @@ impl S3BlobStore {
         parts: Vec<CompletedPart>,
     ) -> Result<(), BlobError> {
         self.client()
+            .await
             .complete_multipart_upload()
             .bucket(&self.bucket)
             .key(key)
@@ -197,6 +202,7 @@ impl S3BlobStore {
     /// Aborts multipart upload `upload_id` of `key`, dropping the parts uploaded so far.
     pub async fn abort_multipart(&self, key: &str, upload_id: &str) -> Result<(), BlobError> {
         self.client()
+            .await
             .abort_multipart_upload()
             .bucket(&self.bucket)
             .key(key)
@@ -236,7 +242,12 @@ impl BlobStore for S3BlobStore {
                 return Ok(Some(BlobBody::from_bytes(Bytes::new())));
             }
         }
-        let mut req = self.client().get_object().bucket(&self.bucket).key(key);
+        let mut req = self
+            .client()
+            .await
+            .get_object()
+            .bucket(&self.bucket)
+            .key(key);
         if let Some(r) = &range {
             req = req.range(format!("bytes={}-{}", r.start, r.end - 1));
         }
@@ -286,6 +297,7 @@ impl BlobStore for S3BlobStore {
         .collect()
         .await?;
         self.client()
+            .await
             .put_object()
             .bucket(&self.bucket)
             .key(key)
@@ -300,6 +312,7 @@ impl BlobStore for S3BlobStore {
     async fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>, BlobError> {
         let mut pages = self
             .client()
+            .await
             .list_objects_v2()
             .bucket(&self.bucket)
             .prefix(prefix)

@@ -7,7 +7,7 @@
 use super::item::{self, Item, Key};
 use super::stream::{self, Change};
 use super::{ChangeBatch, ChangeFeed, Condition, MetaStore, StoreError, Write, WriteError};
-use crate::config::ClientCell;
+use crate::config::{ClientCell, SdkConfigCell};
 use async_trait::async_trait;
 use aws_sdk_dynamodb::operation::delete_item::DeleteItemError;
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
@@ -113,11 +113,16 @@ impl DynamoStore {
 
     /// A store over `table`, with a client built from `conf` on first use
     /// ([`ClientCell`]).
-    pub fn deferred(conf: aws_config::SdkConfig, table: impl Into<String>) -> Self {
+    pub fn deferred(conf: SdkConfigCell, table: impl Into<String>) -> Self {
         DynamoStore {
             client: ClientCell::deferred(conf, crate::config::dynamodb),
             table: table.into(),
         }
+    }
+
+    /// The client, built now if this is its first use.
+    pub async fn client(&self) -> &Client {
+        self.client.get().await
     }
 
     /// Whether the client has been built (a deferred one is built on first use).
@@ -136,6 +141,7 @@ impl DynamoStore {
         let exists = self
             .client
             .get()
+            .await
             .describe_table()
             .table_name(&self.table)
             .send()
@@ -160,6 +166,7 @@ impl DynamoStore {
         };
         self.client
             .get()
+            .await
             .create_table()
             .table_name(&self.table)
             .billing_mode(BillingMode::PayPerRequest)
@@ -185,6 +192,7 @@ impl DynamoStore {
         let t = self
             .client
             .get()
+            .await
             .describe_table()
             .table_name(&self.table)
             .send()
@@ -202,6 +210,7 @@ impl DynamoStore {
             Some(it) => self
                 .client
                 .get()
+                .await
                 .put_item()
                 .table_name(&self.table)
                 .set_item(Some(attrs(it)))
@@ -215,6 +224,7 @@ impl DynamoStore {
             None => self
                 .client
                 .get()
+                .await
                 .delete_item()
                 .table_name(&self.table)
                 .set_key(Some(key_attrs(&w.key)))
@@ -236,6 +246,7 @@ impl MetaStore for DynamoStore {
         let out = self
             .client
             .get()
+            .await
             .get_item()
             .table_name(&self.table)
             .set_key(Some(key_attrs(key)))
@@ -250,6 +261,7 @@ impl MetaStore for DynamoStore {
         let mut pages = self
             .client
             .get()
+            .await
             .query()
             .table_name(&self.table)
             .key_condition_expression("pk = :pk AND begins_with(sk, :p)")
@@ -270,6 +282,7 @@ impl MetaStore for DynamoStore {
         let mut pages = self
             .client
             .get()
+            .await
             .scan()
             .table_name(&self.table)
             .filter_expression("#k = :k")
@@ -325,6 +338,7 @@ impl MetaStore for DynamoStore {
         match self
             .client
             .get()
+            .await
             .transact_write_items()
             .set_transact_items(Some(items))
             .send()
