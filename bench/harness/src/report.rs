@@ -191,8 +191,8 @@ pub fn render(r: &Results, results_file: &str, chart_file: Option<&str>, notes: 
                      hands each start the page request `events/skyhost/rest-api-get-page.json`, {} measured starts \
                      each, round-robin, after one unmeasured round. The origin is a new instance of a region whose \
                      Redis (a redis-server of this run) another instance has warmed: the host's site, its record, the \
-                     manifest and the page, and the record's refresh claimed. It builds its DynamoDB and S3 clients \
-                     on first use, so this answer builds neither. hello-lambda echoes the event. No budget.\n\n\
+                     manifest and the page, and the record's refresh claimed. It loads its SDK configuration and builds \
+                     its DynamoDB and S3 clients on first use, so this answer does neither. hello-lambda echoes the event. No budget.\n\n\
                      | function | median | p90 | fastest | ratio to hello-lambda |\n|---|---|---|---|---|",
                     c.runs
                 );
