@@ -138,6 +138,23 @@ fn write_outputs(r: &Results, json_path: &Path, out: &Outputs) -> Result<()> {
     Ok(())
 }
 
+/// One line per measured function of a start section, after `label`.
+fn say_starts(label: &str, fs: &[skyhost_bench::coldstart::FunctionResult]) {
+    for f in fs {
+        let faults = f
+            .minor_faults
+            .map(|n| format!("  page faults {n:.0}"))
+            .unwrap_or_default();
+        say(&format!(
+            "  {label}{:<32} median {:>7.2} ms  p90 {:>7.2} ms  ratio {:.2}×{faults}",
+            f.name,
+            f.median_ms.unwrap_or(f64::NAN),
+            f.p90_ms.unwrap_or(f64::NAN),
+            f.ratio.unwrap_or(f64::NAN),
+        ));
+    }
+}
+
 /// The first-answer starts (`first_answer`), on a redis-server of their own.
 async fn first_answers(a: &RunArgs) -> Result<Vec<skyhost_bench::coldstart::FunctionResult>> {
     let redis = first_answer::OwnRedis::start()?;
@@ -210,16 +227,7 @@ async fn run(a: RunArgs) -> Result<()> {
         );
         match coldstart::measure(&fns, a.cold_runs, &a.work.join("coldstart-logs")).await {
             Ok(fs) => {
-                for f in &fs {
-                    say(&format!(
-                        "  {:<32} median {:>7.2} ms  p90 {:>7.2} ms  ratio {:.2}×  page faults {:.0}",
-                        f.name,
-                        f.median_ms.unwrap_or(f64::NAN),
-                        f.p90_ms.unwrap_or(f64::NAN),
-                        f.ratio.unwrap_or(f64::NAN),
-                        f.minor_faults.unwrap_or(f64::NAN)
-                    ));
-                }
+                say_starts("", &fs);
                 let init_steps = match coldstart::probe(&a.bin_dir.join("init-probe"), 10) {
                     Ok(p) => {
                         for s in &p {
@@ -237,15 +245,7 @@ async fn run(a: RunArgs) -> Result<()> {
                 };
                 let first_answer = match first_answers(&a).await {
                     Ok(fa) => {
-                        for f in &fa {
-                            say(&format!(
-                                "  first answer {:<30} median {:>7.2} ms  p90 {:>7.2} ms  ratio {:.2}×",
-                                f.name,
-                                f.median_ms.unwrap_or(f64::NAN),
-                                f.p90_ms.unwrap_or(f64::NAN),
-                                f.ratio.unwrap_or(f64::NAN)
-                            ));
-                        }
+                        say_starts("first answer ", &fa);
                         fa
                     }
                     Err(e) => {

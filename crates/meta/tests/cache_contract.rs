@@ -148,21 +148,20 @@ async fn tiered_backfills_memory_from_redis() {
     );
 }
 
+/// One origin instance's tiers over the region's Redis (keys under `prefix`), re-checking
+/// site records against Redis after `fresh`.
+fn instance(prefix: &str, fresh: std::time::Duration) -> Tiered {
+    let redis = RedisCache::new(&skyhost_testkit::redis_url())
+        .unwrap()
+        .with_prefix(prefix);
+    Tiered::with_site_freshness(MemoryCache::new(1 << 20), Some(redis), fresh)
+}
+
 #[tokio::test]
 async fn instances_sharing_redis_see_each_others_site_updates() {
     // Two origin instances of one region: a notification reaches only the first.
     let prefix = skyhost_testkit::unique("shared");
-    let make = || {
-        Tiered::with_site_freshness(
-            MemoryCache::new(1 << 20),
-            Some(
-                RedisCache::new(&skyhost_testkit::redis_url())
-                    .unwrap()
-                    .with_prefix(&prefix),
-            ),
-            std::time::Duration::from_millis(100),
-        )
-    };
+    let make = || instance(&prefix, std::time::Duration::from_millis(100));
     let (a, b) = (make(), make());
     let id = SiteId::parse("shared").unwrap();
     assert!(a.put_site(&id, entry(&id, 1)).await);
@@ -179,16 +178,7 @@ async fn instances_sharing_redis_see_each_others_site_updates() {
 #[tokio::test]
 async fn instances_sharing_redis_share_host_hints_and_refresh_claims() {
     let prefix = skyhost_testkit::unique("hints");
-    let make = || {
-        Tiered::new(
-            MemoryCache::new(1 << 20),
-            Some(
-                RedisCache::new(&skyhost_testkit::redis_url())
-                    .unwrap()
-                    .with_prefix(&prefix),
-            ),
-        )
-    };
+    let make = || instance(&prefix, std::time::Duration::from_secs(1));
     let (a, b) = (make(), make());
     let host = Domain::parse(&format!("{}.test", skyhost_testkit::unique("h"))).unwrap();
     let (one, two) = (SiteId::parse("one").unwrap(), SiteId::parse("two").unwrap());
