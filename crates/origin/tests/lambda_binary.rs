@@ -111,7 +111,7 @@ async fn invoke(
     extra: &[(&str, &str)],
 ) -> (Bytes, tokio::process::Child) {
     let (api, mut replies) = runtime_api(event).await;
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_skyhost-origin"))
+    let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_skyhost-origin"))
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
         .env("AWS_LAMBDA_RUNTIME_API", api.to_string())
