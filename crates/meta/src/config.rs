@@ -95,15 +95,17 @@ struct ConfigCell {
     conf: tokio::sync::OnceCell<SdkConfig>,
 }
 
+// One per region, behind an Arc: the variants' sizes do not matter.
+#[allow(clippy::large_enum_variant)]
 enum ConfigSource {
-    Given,
+    Given(SdkConfig),
     Load(String),
     Derive(SdkConfigCell, String),
 }
 
 impl std::fmt::Debug for SdkConfigCell {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let state = if self.0.conf.initialized() {
+        let state = if self.is_loaded() {
             "loaded"
         } else {
             "deferred"
@@ -113,55 +115,45 @@ impl std::fmt::Debug for SdkConfigCell {
 }
 
 impl SdkConfigCell {
-    fn with(source: ConfigSource, conf: tokio::sync::OnceCell<SdkConfig>) -> Self {
-        SdkConfigCell(std::sync::Arc::new(ConfigCell { source, conf }))
+    fn with(source: ConfigSource) -> Self {
+        SdkConfigCell(std::sync::Arc::new(ConfigCell {
+            source,
+            conf: tokio::sync::OnceCell::new(),
+        }))
     }
 
     /// A configuration loaded already.
     pub fn ready(conf: SdkConfig) -> Self {
-        Self::with(
-            ConfigSource::Given,
-            tokio::sync::OnceCell::new_with(Some(conf)),
-        )
+        Self::with(ConfigSource::Given(conf))
     }
 
     /// `region`'s configuration, loaded by [`aws`] on first use.
     pub fn load(region: &str) -> Self {
-        Self::with(
-            ConfigSource::Load(region.to_owned()),
-            tokio::sync::OnceCell::new(),
-        )
+        Self::with(ConfigSource::Load(region.to_owned()))
     }
 
     /// This configuration for another region ([`for_region`]), derived on first use.
     pub fn for_region(&self, region: &str) -> Self {
-        Self::with(
-            ConfigSource::Derive(self.clone(), region.to_owned()),
-            tokio::sync::OnceCell::new(),
-        )
+        Self::with(ConfigSource::Derive(self.clone(), region.to_owned()))
     }
 
     /// The configuration, loaded now if this is its first use.
     pub async fn get(&self) -> &SdkConfig {
-        self.0
-            .conf
-            .get_or_init(|| async {
-                match &self.0.source {
-                    // `ready` fills the cell, so this arm never runs; the default is
-                    // what a load of no region would give.
-                    ConfigSource::Given => SdkConfig::builder().build(),
-                    ConfigSource::Load(region) => aws(region).await,
-                    ConfigSource::Derive(base, region) => {
-                        for_region(Box::pin(base.get()).await, region)
-                    }
-                }
-            })
-            .await
+        let cell = &self.0.conf;
+        match &self.0.source {
+            ConfigSource::Given(conf) => conf,
+            ConfigSource::Load(region) => cell.get_or_init(|| aws(region)).await,
+            ConfigSource::Derive(base, region) => {
+                // Boxed: the base's `get` is this function again.
+                cell.get_or_init(|| async { for_region(Box::pin(base.get()).await, region) })
+                    .await
+            }
+        }
     }
 
     /// Whether the configuration is loaded yet.
     pub fn is_loaded(&self) -> bool {
-        self.0.conf.initialized()
+        matches!(self.0.source, ConfigSource::Given(_)) || self.0.conf.initialized()
     }
 }
 
