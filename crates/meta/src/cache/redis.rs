@@ -39,12 +39,18 @@ impl RedisCache {
     /// nothing at init and is picked up when it comes back.
     pub fn new(url: &str) -> Result<Self, RedisConfigError> {
         use redis::IntoConnectionInfo;
+        let info = url
+            .into_connection_info()
+            .map_err(|e| RedisConfigError(e.to_string()))?;
+        // A new instance's first request waits for the connection's set-up: without
+        // `CLIENT SETINFO` (it only labels the connection in `CLIENT LIST`) that is no
+        // round trip of its own.
+        let settings = info.redis_settings().clone().set_skip_set_lib_name();
         // Without TCP_NODELAY, a command written while the previous one is unanswered (the
         // connection is shared by concurrent requests) waits for the server's delayed ACK:
         // 40 ms on Linux.
-        let info = url
-            .into_connection_info()
-            .map_err(|e| RedisConfigError(e.to_string()))?
+        let info = info
+            .set_redis_settings(settings)
             .set_tcp_settings(redis::io::tcp::TcpSettings::default().set_nodelay(true));
         let client = redis::Client::open(info).map_err(|e| RedisConfigError(e.to_string()))?;
         let timeout = Duration::from_millis(250);
