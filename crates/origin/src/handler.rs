@@ -369,9 +369,11 @@ impl Origin {
             enabled: tracing::enabled!(target: "skyhost_origin::request", tracing::Level::INFO),
             ..Log::default()
         };
+        // Read once: kept answers, routing and the log line all name the same host.
+        let host = self.host(&parts);
         // A kept answer is looked up under the site records' generation read before
         // anything else: an answer made while a record changed is never served.
-        let keep = match (&self.answers, self.host(&parts)) {
+        let keep = match (&self.answers, host) {
             (Some(a), Some(host)) if answers::request_qualifies(&parts) => self
                 .cache
                 .site_generation()
@@ -391,7 +393,7 @@ impl Origin {
                 r
             }
             None => {
-                let mut r = self.route(&parts, &body, client, &mut log).await;
+                let mut r = self.route(&parts, host, &body, client, &mut log).await;
                 r.headers_mut()
                     .insert(X_SKYHOST_REGION, self.region_header.clone());
                 let site = log.site.as_deref().filter(|_| log.answerable);
@@ -412,13 +414,14 @@ impl Origin {
                 r
             }
         };
-        self.finish_request(&parts, client, resp, &log, started)
+        self.finish_request(&parts, host, client, resp, &log, started)
     }
 
     /// The request log line and metrics of an answer; a `HEAD` answer loses its body.
     fn finish_request(
         &self,
         parts: &Parts,
+        host: Option<&str>,
         client: Option<IpAddr>,
         mut resp: Response<OriginBody>,
         log: &Log,
@@ -444,7 +447,7 @@ impl Origin {
         tracing::info!(
             target: "skyhost_origin::request",
             method = %parts.method,
-            host = self.host(parts).unwrap_or(""),
+            host = host.unwrap_or(""),
             path = parts.uri.path(),
             site = log.site.as_deref().unwrap_or(""),
             status = resp.status().as_u16(),
@@ -504,6 +507,7 @@ impl Origin {
     async fn route(
         &self,
         parts: &Parts,
+        host: Option<&str>,
         body: &Bytes,
         client: Option<IpAddr>,
         log: &mut Log,
@@ -522,7 +526,7 @@ impl Origin {
                 return plain(StatusCode::BAD_REQUEST, "Bad Request\n");
             }
         };
-        let Some(host) = self.host(parts) else {
+        let Some(host) = host else {
             return unknown_host();
         };
         let site = match self.resolver.site_for_host_header(host).await {
