@@ -87,10 +87,8 @@ async fn runtime_api(event: String) -> (std::net::SocketAddr, mpsc::UnboundedRec
 
 /// The page request of `events/`, for `path` on `host`.
 fn page_event(host: &str, path: &str) -> String {
-    let mut event: serde_json::Value = serde_json::from_str(include_str!(
-        "../../../events/skyhost/rest-api-get-page-custom-domain.json"
-    ))
-    .unwrap();
+    let mut event: serde_json::Value =
+        skyhost_testkit::event_fixture("skyhost/rest-api-get-page-custom-domain.json");
     event["path"] = path.into();
     event["requestContext"]["path"] = path.into();
     event["pathParameters"]["proxy"] = path.trim_start_matches('/').into();

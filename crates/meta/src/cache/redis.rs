@@ -18,6 +18,11 @@ end
 return 0
 ";
 
+/// `d` as a `PX` argument: whole milliseconds, at least one (Redis refuses zero).
+fn px(d: Duration) -> u64 {
+    u64::try_from(d.as_millis().max(1)).unwrap_or(u64::MAX)
+}
+
 /// Redis-backed cache tier.
 #[derive(Clone)]
 pub struct RedisCache {
@@ -178,14 +183,14 @@ impl Cache for RedisCache {
     async fn put_host_site(&self, host: &Domain, site: &SiteId, ttl: Duration) {
         let mut c = self.conn.clone();
         let k = format!("{}h:{host}", self.prefix);
-        let (v, ms) = (site.to_string(), ttl.as_millis().max(1));
+        let (v, ms) = (site.to_string(), px(ttl));
         let _: Option<()> = self
             .run("set host", async move {
                 redis::cmd("SET")
                     .arg(k)
                     .arg(v)
                     .arg("PX")
-                    .arg(u64::try_from(ms).unwrap_or(u64::MAX))
+                    .arg(ms)
                     .query_async(&mut c)
                     .await
             })
@@ -195,7 +200,7 @@ impl Cache for RedisCache {
     async fn claim_site_refresh(&self, id: &SiteId, window: Duration) -> bool {
         let mut c = self.conn.clone();
         let k = format!("{}r:{id}", self.prefix);
-        let ms = u64::try_from(window.as_millis().max(1)).unwrap_or(u64::MAX);
+        let ms = px(window);
         // SET NX answers OK to the first caller in the window and nil to the rest.
         let set: Option<Option<String>> = self
             .run("claim refresh", async move {
