@@ -125,104 +125,35 @@ pub async fn start() -> std::io::Result<Stub> {
 /// The request id of the invocation [`start_invoking`] hands out.
 pub const REQUEST_ID: &str = "bench-invocation-1";
 
-/// One HTTP/1.1 request read whole: its request line and body.
-async fn read_request<S: AsyncReadExt + Unpin>(
-    s: &mut S,
-    buf: &mut Vec<u8>,
-) -> Option<(String, Vec<u8>)> {
-    let mut chunk = [0u8; 8192];
-    let head_end = loop {
-        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            break i + 4;
-        }
-        let n = s.read(&mut chunk).await.ok().filter(|&n| n > 0)?;
-        buf.extend_from_slice(&chunk[..n]);
-    };
-    let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
-    let line = head.lines().next().unwrap_or("").to_owned();
-    let header = |name: &str| {
-        head.lines().skip(1).find_map(|l| {
-            let (k, v) = l.split_once(':')?;
-            k.trim()
-                .eq_ignore_ascii_case(name)
-                .then(|| v.trim().to_owned())
-        })
-    };
-    let chunked = header("transfer-encoding").is_some_and(|v| v.eq_ignore_ascii_case("chunked"));
-    let length: usize = header("content-length")
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0);
-    buf.drain(..head_end);
-    let mut body = Vec::new();
-    if chunked {
-        loop {
-            let eol = loop {
-                if let Some(i) = buf.windows(2).position(|w| w == b"\r\n") {
-                    break i;
-                }
-                let n = s.read(&mut chunk).await.ok().filter(|&n| n > 0)?;
-                buf.extend_from_slice(&chunk[..n]);
-            };
-            let size_line = String::from_utf8_lossy(&buf[..eol]).into_owned();
-            let size = usize::from_str_radix(size_line.split(';').next()?.trim(), 16).ok()?;
-            buf.drain(..eol + 2);
-            if size == 0 {
-                // Trailers, then the blank line that ends the message.
-                while !ends_trailers(buf) {
-                    let n = s.read(&mut chunk).await.ok().filter(|&n| n > 0)?;
-                    buf.extend_from_slice(&chunk[..n]);
-                }
-                return Some((line, body));
-            }
-            while buf.len() < size + 2 {
-                let n = s.read(&mut chunk).await.ok().filter(|&n| n > 0)?;
-                buf.extend_from_slice(&chunk[..n]);
-            }
-            body.extend_from_slice(&buf[..size]);
-            buf.drain(..size + 2);
-        }
-    }
-    while buf.len() < length {
-        let n = s.read(&mut chunk).await.ok().filter(|&n| n > 0)?;
-        buf.extend_from_slice(&chunk[..n]);
-    }
-    body.extend(buf.drain(..length));
-    Some((line, body))
-}
-
-/// Whether `buf` holds the end of a chunked message's trailer section (a blank line, or
-/// trailer lines followed by one); consumes it when it does.
-fn ends_trailers(buf: &mut Vec<u8>) -> bool {
-    if buf.starts_with(b"\r\n") {
-        buf.drain(..2);
-        return true;
-    }
-    match buf.windows(4).position(|w| w == b"\r\n\r\n") {
-        Some(i) => {
-            buf.drain(..i + 4);
-            true
-        }
-        None => false,
-    }
-}
-
 /// Starts a stub that answers the first poll with `event` (request id [`REQUEST_ID`]),
-/// notes the function's response to it, and holds every later poll.
+/// notes the function's response to it once its body (de-chunked by hyper when streamed)
+/// has arrived whole, and holds every later poll.
 pub async fn start_invoking(event: Vec<u8>) -> std::io::Result<Stub> {
+    use http_body_util::{BodyExt, Full};
+    use hyper::body::{Bytes, Incoming};
+    use hyper::header::HeaderValue;
+    use hyper::StatusCode;
+
     let listener = TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
     let (tx, rx) = mpsc::unbounded_channel();
     let handed = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let event = std::sync::Arc::new(event);
+    let event = Bytes::from(event);
     tokio::spawn(async move {
-        while let Ok((mut s, _)) = listener.accept().await {
+        while let Ok((s, _)) = listener.accept().await {
             let _ = s.set_nodelay(true);
             let (tx, handed, event) = (tx.clone(), handed.clone(), event.clone());
-            tokio::spawn(async move {
-                let mut buf = Vec::new();
-                while let Some((line, body)) = read_request(&mut s, &mut buf).await {
+            let svc = hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
+                let (tx, handed, event) = (tx.clone(), handed.clone(), event.clone());
+                async move {
                     let at = Instant::now();
-                    let answer = match classify(&line) {
+                    let line = format!("{} {} HTTP/1.1", req.method(), req.uri().path());
+                    let reply = |status: StatusCode, body: &'static [u8]| {
+                        let mut r = hyper::Response::new(Full::new(Bytes::from_static(body)));
+                        *r.status_mut() = status;
+                        r
+                    };
+                    let resp = match classify(&line) {
                         Classified::Next
                             if !handed.swap(true, std::sync::atomic::Ordering::SeqCst) =>
                         {
@@ -231,45 +162,68 @@ pub async fn start_invoking(event: Vec<u8>) -> std::io::Result<Stub> {
                                 .duration_since(std::time::UNIX_EPOCH)
                                 .map(|d| d.as_millis() + 30_000)
                                 .unwrap_or(0);
-                            let mut head = format!(
-                                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n\
-                                 Lambda-Runtime-Aws-Request-Id: {REQUEST_ID}\r\n\
-                                 Lambda-Runtime-Deadline-Ms: {deadline}\r\n\
-                                 Lambda-Runtime-Invoked-Function-Arn: arn:aws:lambda:us-west-2:123456789012:function:bench\r\n\
-                                 Lambda-Runtime-Trace-Id: Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=0\r\n\
-                                 Content-Length: {}\r\n\r\n",
-                                event.len()
-                            )
-                            .into_bytes();
-                            head.extend_from_slice(&event);
-                            head
+                            let mut r = hyper::Response::new(Full::new(event));
+                            let h = r.headers_mut();
+                            let fixed = HeaderValue::from_static;
+                            h.insert("content-type", fixed("application/json"));
+                            h.insert("lambda-runtime-aws-request-id", fixed(REQUEST_ID));
+                            h.insert(
+                                "lambda-runtime-deadline-ms",
+                                HeaderValue::from(u64::try_from(deadline).unwrap_or(u64::MAX)),
+                            );
+                            h.insert(
+                                "lambda-runtime-invoked-function-arn",
+                                fixed("arn:aws:lambda:us-west-2:123456789012:function:bench"),
+                            );
+                            h.insert(
+                                "lambda-runtime-trace-id",
+                                fixed("Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=0"),
+                            );
+                            r
                         }
                         // Held: the function waits for its next invocation until killed.
                         Classified::Next => std::future::pending().await,
                         Classified::InitError => {
+                            let body = req.into_body().collect().await.map(|b| b.to_bytes());
+                            let body = body.unwrap_or_default();
                             let _ = tx.send(Event::InitError(
                                 String::from_utf8_lossy(&body).into_owned(),
                             ));
-                            b"HTTP/1.1 202 Accepted\r\nContent-Length: 2\r\n\r\n{}".to_vec()
+                            reply(StatusCode::ACCEPTED, b"{}")
                         }
                         Classified::Other
                             if line.starts_with(&format!(
                                 "POST /2018-06-01/runtime/invocation/{REQUEST_ID}/response "
                             )) =>
                         {
-                            let _ = tx.send(Event::Response(at, body));
-                            b"HTTP/1.1 202 Accepted\r\nContent-Length: 16\r\n\r\n{\"status\":\"OK\"}"
-                                .to_vec()
+                            match req.into_body().collect().await {
+                                Ok(body) => {
+                                    let _ = tx.send(Event::Response(
+                                        Instant::now(),
+                                        body.to_bytes().to_vec(),
+                                    ));
+                                    reply(StatusCode::ACCEPTED, b"{\"status\":\"OK\"}")
+                                }
+                                Err(e) => {
+                                    let _ = tx.send(Event::Other(format!("{line}: {e}")));
+                                    reply(StatusCode::BAD_REQUEST, b"")
+                                }
+                            }
                         }
                         Classified::Other => {
                             let _ = tx.send(Event::Other(line));
-                            b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n".to_vec()
+                            reply(StatusCode::NOT_FOUND, b"")
                         }
                     };
-                    if s.write_all(&answer).await.is_err() {
-                        return;
-                    }
+                    Ok::<_, std::convert::Infallible>(resp)
                 }
+            });
+            tokio::spawn(async move {
+                // Title case, as the Runtime API writes its headers.
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .title_case_headers(true)
+                    .serve_connection(hyper_util::rt::TokioIo::new(s), svc)
+                    .await;
             });
         }
     });
