@@ -206,6 +206,16 @@ async fn instances_sharing_redis_share_host_hints_and_refresh_claims() {
     tokio::time::sleep(ms(300)).await;
     assert!(b.claim_site_refresh(&one, ms(200)).await);
 
+    // A claim given back (its re-read failed) is open to the next instance at once.
+    assert!(a.claim_site_refresh(&two, ms(60_000)).await);
+    assert!(!b.claim_site_refresh(&two, ms(60_000)).await);
+    a.release_site_refresh(&two).await;
+    assert!(b.claim_site_refresh(&two, ms(60_000)).await);
+    assert!(
+        !a.claim_site_refresh(&two, ms(60_000)).await,
+        "and is then b's"
+    );
+
     // Memory alone shares nothing, so every claim is the caller's.
     let alone = MemoryCache::new(1 << 20);
     alone.put_host_site(&host, &one, ms(60_000)).await;

@@ -6,7 +6,8 @@
 //! answers without reading the store. A host resolves only while the site's record lists
 //! it, so a removed domain stops resolving as soon as the new record arrives, whatever the
 //! map or the hint still says. Each site's record is re-read from the store once per
-//! refresh window by one instance of the region (the claim is kept in Redis).
+//! refresh window by one instance of the region (the claim is kept in Redis, and given
+//! back when the re-read fails).
 
 use crate::data::{CacheOutcome, DataError, DataPath};
 use http::HeaderValue;
@@ -239,7 +240,10 @@ impl Resolver {
                             }
                         }
                         Ok(None) => {}
-                        Err(e) => tracing::warn!(site = %id, error = %e, "site refresh failed"),
+                        Err(e) => {
+                            tracing::warn!(site = %id, error = %e, "site refresh failed");
+                            cache.release_site_refresh(&id).await;
+                        }
                     }
                 });
             }
@@ -253,8 +257,21 @@ impl Resolver {
         // This read is the region's refresh of the record for the window: the claim tells
         // the other instances so, off the request's path.
         let (cache, claimed, window) = (self.cache.clone(), id.clone(), self.refresh);
-        tokio::spawn(async move { cache.claim_site_refresh(&claimed, window).await });
-        let site = self.meta.site(id).await?;
+        let claim = tokio::spawn(async move { cache.claim_site_refresh(&claimed, window).await });
+        let site = match self.meta.site(id).await {
+            Ok(site) => site,
+            Err(e) => {
+                // A failed read refreshed nothing: give the window back, once the claim
+                // has been answered, and only if it was this instance's.
+                let (cache, id) = (self.cache.clone(), id.clone());
+                tokio::spawn(async move {
+                    if matches!(claim.await, Ok(true)) {
+                        cache.release_site_refresh(&id).await;
+                    }
+                });
+                return Err(e);
+            }
+        };
         self.fresh.insert(id.clone(), (), self.refresh);
         let Some(s) = site else {
             return Ok(self.cache.site(id).await.and_then(|e| e.site));

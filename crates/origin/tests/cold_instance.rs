@@ -13,13 +13,52 @@ use skyhost_meta::cache::redis::RedisCache;
 use skyhost_meta::cache::{Cache, Tiered};
 use skyhost_meta::config::SdkConfigCell;
 use skyhost_meta::store::dynamodb::DynamoStore;
-use skyhost_meta::store::MetaStore;
+use skyhost_meta::store::item::{Item, Key};
+use skyhost_meta::store::{MetaStore, StoreError, Write, WriteError};
 use skyhost_meta::{Domain, SiteId};
 use skyhost_origin::Origin;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 const REGION: &str = "us-west-2";
+
+/// The table as an instance sees it: reads fail while it is `down` (an outage of the
+/// store, not of Redis), and each failed read is counted.
+struct Outage {
+    table: Arc<DynamoStore>,
+    down: AtomicBool,
+    failed: AtomicUsize,
+}
+
+impl Outage {
+    fn check(&self) -> Result<(), StoreError> {
+        if self.down.load(Ordering::SeqCst) {
+            self.failed.fetch_add(1, Ordering::SeqCst);
+            return Err(StoreError::Backend("the table is unreachable".into()));
+        }
+        Ok(())
+    }
+}
+
+#[async_trait::async_trait]
+impl MetaStore for Outage {
+    async fn get_item(&self, key: &Key) -> Result<Option<Item>, StoreError> {
+        self.check()?;
+        self.table.get_item(key).await
+    }
+    async fn query_items(&self, pk: &str, sk_prefix: &str) -> Result<Vec<Item>, StoreError> {
+        self.check()?;
+        self.table.query_items(pk, sk_prefix).await
+    }
+    async fn scan_kind(&self, kind: &str) -> Result<Vec<Item>, StoreError> {
+        self.check()?;
+        self.table.scan_kind(kind).await
+    }
+    async fn write(&self, writes: Vec<Write>) -> Result<(), WriteError> {
+        self.table.write(writes).await
+    }
+}
 
 /// An instance's stores, with clients built on first use as `Origin::from_env` builds them.
 struct Instance {
@@ -27,6 +66,7 @@ struct Instance {
     conf: SdkConfigCell,
     meta: Arc<DynamoStore>,
     local: Arc<S3BlobStore>,
+    store: Arc<Outage>,
 }
 
 impl Instance {
@@ -34,6 +74,11 @@ impl Instance {
         // Loaded on first use, as `Origin::from_env` loads it.
         let conf = SdkConfigCell::load(REGION);
         let meta = Arc::new(DynamoStore::deferred(conf.clone(), table));
+        let store = Arc::new(Outage {
+            table: meta.clone(),
+            down: AtomicBool::new(false),
+            failed: AtomicUsize::new(0),
+        });
         let local = Arc::new(S3BlobStore::deferred(conf.clone(), bucket));
         let redis = RedisCache::new(&redis_url())
             .unwrap()
@@ -45,7 +90,7 @@ impl Instance {
         ));
         let origin = Arc::new(Origin::new(
             config,
-            meta.clone() as Arc<dyn MetaStore>,
+            store.clone() as Arc<dyn MetaStore>,
             local.clone() as Arc<dyn BlobStore>,
             None,
             cache,
@@ -55,7 +100,19 @@ impl Instance {
             conf,
             meta,
             local,
+            store,
         }
+    }
+
+    /// An instance whose table reads fail from the start.
+    async fn during_outage(table: &str, bucket: &str, redis_prefix: &str) -> Instance {
+        let inst = Instance::new(table, bucket, redis_prefix).await;
+        inst.store.down.store(true, Ordering::SeqCst);
+        inst
+    }
+
+    fn failed_reads(&self) -> usize {
+        self.store.failed.load(Ordering::SeqCst)
     }
 
     /// Whether the table's and the bucket's clients are built; neither is unless the
@@ -207,5 +264,83 @@ async fn a_hint_is_checked_against_the_sites_record() {
     let got = get(&c, &server.base, &gone, "/").await;
     assert_eq!(got.status, 404, "{}", got.text());
     assert!(!got.text().contains("old site"));
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_failed_re_read_gives_the_refresh_window_back() {
+    let (table, bucket) = (dynamo(REGION).await, s3(REGION).await);
+    let site = unique("outage");
+    let host = format!("{site}.test");
+    deploy(
+        &table,
+        &bucket,
+        &site,
+        &[&host],
+        &[file("/index.html", "cached page", "text/html")],
+        rules(None, None, None),
+    )
+    .await;
+    let prefix = format!("{}:", unique("outage"));
+    let redis = shared(&prefix);
+    let id = SiteId::parse(&site).unwrap();
+    let window = Duration::from_secs(60);
+    let c = client();
+
+    // A warm instance seeds the region's Redis; its claim is then given back by hand, so
+    // the next instance's refresh is the one that claims.
+    let warm = Instance::new(table.table(), bucket.bucket(), &prefix).await;
+    let server = start(warm.origin.clone()).await;
+    assert_eq!(get(&c, &server.base, &host, "/").await.status, 200);
+    server.stop().await;
+    settle().await;
+    redis.release_site_refresh(&id).await;
+
+    // A new instance during a table outage answers from Redis; its refresh claims the
+    // window, fails, and gives it back.
+    let cut = Instance::during_outage(table.table(), bucket.bucket(), &prefix).await;
+    let server = start(cut.origin.clone()).await;
+    let got = get(&c, &server.base, &host, "/").await;
+    assert_eq!(
+        (got.status.as_u16(), got.text().as_str()),
+        (200, "cached page")
+    );
+    settle().await;
+    assert_eq!(cut.failed_reads(), 1, "the refresh tried the table");
+    assert!(
+        redis.claim_site_refresh(&id, window).await,
+        "a failed re-read leaves the window open to the region's other instances"
+    );
+    server.stop().await;
+    redis.release_site_refresh(&id).await;
+
+    // The control: the same refresh with the table up keeps its claim.
+    let up = Instance::new(table.table(), bucket.bucket(), &prefix).await;
+    let server = start(up.origin.clone()).await;
+    assert_eq!(get(&c, &server.base, &host, "/").await.status, 200);
+    settle().await;
+    assert!(
+        !redis.claim_site_refresh(&id, window).await,
+        "a successful re-read keeps the window"
+    );
+    server.stop().await;
+
+    // A record Redis does not hold is read on the request's path: that read fails the
+    // request, and gives the claim it took back too.
+    let bare = format!("{}:", unique("outage"));
+    let bare_redis = shared(&bare);
+    bare_redis
+        .put_host_site(&Domain::parse(&host).unwrap(), &id, window)
+        .await;
+    let cut = Instance::during_outage(table.table(), bucket.bucket(), &bare).await;
+    let server = start(cut.origin.clone()).await;
+    let got = get(&c, &server.base, &host, "/").await;
+    assert!(got.status.is_server_error(), "{}", got.status);
+    settle().await;
+    assert_eq!(cut.failed_reads(), 1, "the request tried the table");
+    assert!(
+        bare_redis.claim_site_refresh(&id, window).await,
+        "the failed read gave its claim back"
+    );
     server.stop().await;
 }

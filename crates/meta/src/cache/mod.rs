@@ -60,6 +60,10 @@ pub trait Cache: Send + Sync {
     async fn claim_site_refresh(&self, _id: &SiteId, _window: std::time::Duration) -> bool {
         true
     }
+    /// Gives back a claim [`Cache::claim_site_refresh`] granted this caller, when its
+    /// re-read failed: another instance may then re-read the record before the window
+    /// ends instead of the whole region waiting it out.
+    async fn release_site_refresh(&self, _id: &SiteId) {}
     /// A number that changes whenever a site record this process reads may have changed,
     /// for callers that keep answers derived from site records; `None` when the tier
     /// cannot tell (such callers then keep nothing).
@@ -171,6 +175,12 @@ impl Cache for Tiered {
         match &self.redis {
             Some(r) => r.claim_site_refresh(id, window).await,
             None => true,
+        }
+    }
+
+    async fn release_site_refresh(&self, id: &SiteId) {
+        if let Some(r) = &self.redis {
+            r.release_site_refresh(id).await;
         }
     }
 

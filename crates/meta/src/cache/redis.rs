@@ -218,6 +218,16 @@ impl Cache for RedisCache {
         set.is_none_or(|claimed| claimed.is_some())
     }
 
+    async fn release_site_refresh(&self, id: &SiteId) {
+        let mut c = self.conn.clone();
+        let k = format!("{}r:{id}", self.prefix);
+        let _: Option<()> = self
+            .run("release refresh", async move {
+                redis::cmd("DEL").arg(k).query_async(&mut c).await
+            })
+            .await;
+    }
+
     async fn health(&self) -> CacheHealth {
         let mut c = self.conn.clone();
         match tokio::time::timeout(self.timeout, async move {
