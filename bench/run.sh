@@ -26,17 +26,27 @@ if [ ${#need[@]} -gt 0 ]; then
 fi
 export PATH="$PATH:/usr/sbin"
 
-# The Lambdas are built as `make package` ships them: without the CLI in the same
-# invocation, whose SSO and credential_process features would otherwise be unified into
-# their aws-config. The handler benchmark and the harness share that invocation (a
-# separate `cargo bench` would resolve the benchmark's dev-dependencies differently and
-# rebuild the AWS SDK); the CLI follows, reusing every crate whose features match.
-echo "== building the release binaries (the three Lambdas, hello-lambda, the harness, the handler benchmark; then skyhost)"
+# Two invocations. The Lambdas and hello-lambda first, as `make package` builds the
+# functions: nothing else is in that invocation, so no other package's features (the
+# CLI's SSO, the handler benchmark's dev-dependencies) are unified into theirs. Then the
+# harness, the handler benchmark and skyhost. skyhost is built with the Lambdas' log
+# levels and without developer sign-in (local mode needs none), so its AWS SDK crates have
+# the Lambdas' features and are built once for both (a skyhost with its defaults would
+# rebuild the whole SDK, about 10 min on 2 cores). Building the handler benchmark also
+# builds the origin's binary with the second invocation's features, over the first one's
+# in target/release, so the functions are copied aside before it.
+echo "== building the release binaries (the three Lambdas and hello-lambda; then the harness, the handler benchmark and skyhost)"
+nice -n 19 "$CARGO" build --release \
+  -p skyhost-origin -p skyhost-replicator -p skyhost-asset-copier -p hello-lambda --bins
+functions="$CARGO_TARGET_DIR/bench-functions"
+rm -rf "$functions" && mkdir -p "$functions"
+cp "$release"/{skyhost-origin,skyhost-replicator,skyhost-asset-copier,hello-lambda} "$functions/"
 build_log="$CARGO_TARGET_DIR/bench-build.json"
 nice -n 19 "$CARGO" build --release --message-format=json-render-diagnostics \
-  -p skyhost-origin -p skyhost-replicator -p skyhost-asset-copier \
-  -p hello-lambda -p skyhost-bench --bins --bench handler >"$build_log"
-nice -n 19 "$CARGO" build --release -p skyhost-cli --bins
+  -p skyhost-origin -p skyhost-bench -p skyhost-cli \
+  --no-default-features --features skyhost-origin/default,skyhost-cli/compiled-log-level \
+  --bench handler --bin skyhost-bench --bin init-probe --bin skyhost >"$build_log"
+cp "$release/init-probe" "$functions/"
 handler=$(grep '"reason":"compiler-artifact"' "$build_log" | grep '"kind":\["bench"\]' | grep '"name":"handler"' \
   | grep -o '"executable":"[^"]*"' | tail -1 | cut -d'"' -f4)
 if [ -z "$handler" ] || [ ! -x "$handler" ]; then
@@ -50,7 +60,7 @@ export CRITERION_HOME="$CARGO_TARGET_DIR/criterion"
 
 "$release/skyhost-bench" run \
   --skyhost "$release/skyhost" \
-  --bin-dir "$release" \
+  --bin-dir "$functions" \
   --criterion "$CRITERION_HOME/origin/cached_4k/new/estimates.json" \
   --criterion-full-path "$CRITERION_HOME/origin/cached_4k_full_path/new/estimates.json" \
   --started-at "$started" \

@@ -59,7 +59,7 @@ struct RunArgs {
     /// The release `skyhost` binary.
     #[arg(long)]
     skyhost: PathBuf,
-    /// The folder holding the release Lambda binaries and hello-lambda.
+    /// The folder holding the release Lambda binaries, hello-lambda and init-probe.
     #[arg(long)]
     bin_dir: PathBuf,
     /// Criterion's estimates.json of the handler benchmark.
