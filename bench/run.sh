@@ -32,9 +32,10 @@ export PATH="$PATH:/usr/sbin"
 # harness, the handler benchmark and skyhost. skyhost is built with the Lambdas' log
 # levels and without developer sign-in (local mode needs none), so its AWS SDK crates have
 # the Lambdas' features and are built once for both (a skyhost with its defaults would
-# rebuild the whole SDK, about 10 min on 2 cores). Building the handler benchmark also
-# builds the origin's binary with the second invocation's features, over the first one's
-# in target/release, so the functions are copied aside before it.
+# rebuild the whole SDK, about 10 min on 2 cores); skyhost-meta pins what the tools turn on
+# in shared crates, so the second invocation reuses every SDK crate of the first. The
+# functions are copied aside, where a later release build of other packages (which may
+# resolve the origin's features differently) cannot replace them.
 echo "== building the release binaries (the three Lambdas and hello-lambda; then the harness, the handler benchmark and skyhost)"
 nice -n 19 "$CARGO" build --release \
   -p skyhost-origin -p skyhost-replicator -p skyhost-asset-copier -p hello-lambda --bins
@@ -43,9 +44,9 @@ rm -rf "$functions" && mkdir -p "$functions"
 cp "$release"/{skyhost-origin,skyhost-replicator,skyhost-asset-copier,hello-lambda} "$functions/"
 build_log="$CARGO_TARGET_DIR/bench-build.json"
 nice -n 19 "$CARGO" build --release --message-format=json-render-diagnostics \
-  -p skyhost-origin -p skyhost-bench -p skyhost-cli \
+  -p skyhost-bench -p skyhost-cli \
   --no-default-features --features skyhost-origin/default,skyhost-cli/compiled-log-level \
-  --bench handler --bin skyhost-bench --bin init-probe --bin skyhost >"$build_log"
+  --bins --bench handler >"$build_log"
 cp "$release/init-probe" "$functions/"
 handler=$(grep '"reason":"compiler-artifact"' "$build_log" | grep '"kind":\["bench"\]' | grep '"name":"handler"' \
   | grep -o '"executable":"[^"]*"' | tail -1 | cut -d'"' -f4)

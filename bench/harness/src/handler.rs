@@ -1,4 +1,4 @@
-//! Section 2: the criterion benchmark's estimates (`crates/origin/benches/handler.rs`).
+//! Section 2: the criterion benchmark's estimates (`bench/harness/benches/handler.rs`).
 
 use crate::results::Handler;
 use anyhow::{Context, Result};

@@ -122,7 +122,7 @@ pub fn render(r: &Results, results_file: &str, chart_file: Option<&str>, notes: 
         Some(h) => {
             let _ = writeln!(
                 s,
-                "Criterion (`crates/origin/benches/handler.rs`): `Origin::handle` answering `GET /doc.html` (4 KB, in \
+                "Criterion (`bench/harness/benches/handler.rs`): `Origin::handle` answering `GET /doc.html` (4 KB, in \
                  the in-process cache) with no network — SQLite in memory, folder bucket in a temp dir, `MemoryCache`, \
                  cache warmed first; the body is collected. Median **{:.2} µs** (95 % CI {:.2}–{:.2} µs), mean {:.2} µs.",
                 h.median_us, h.median_ci_us.0, h.median_ci_us.1, h.mean_us
