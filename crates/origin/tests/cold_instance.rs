@@ -270,17 +270,7 @@ async fn a_hint_is_checked_against_the_sites_record() {
 #[tokio::test]
 async fn a_failed_re_read_gives_the_refresh_window_back() {
     let (table, bucket) = (dynamo(REGION).await, s3(REGION).await);
-    let site = unique("outage");
-    let host = format!("{site}.test");
-    deploy(
-        &table,
-        &bucket,
-        &site,
-        &[&host],
-        &[file("/index.html", "cached page", "text/html")],
-        rules(None, None, None),
-    )
-    .await;
+    let (site, host) = one_page_site(&table, &bucket, "outage", "cached page").await;
     let prefix = format!("{}:", unique("outage"));
     let redis = shared(&prefix);
     let id = SiteId::parse(&site).unwrap();

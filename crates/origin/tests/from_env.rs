@@ -16,17 +16,7 @@ async fn origin_from_the_environment() {
     let table = dynamo("us-west-2").await;
     let primary = s3("us-west-2").await;
     let local = s3("eu-central-1").await;
-    let site = unique("env");
-    let host = format!("{site}.test");
-    deploy(
-        &table,
-        &primary,
-        &site,
-        &[&host],
-        &[file("/index.html", "from the primary", "text/html")],
-        rules(None, None, None),
-    )
-    .await;
+    let (_, host) = one_page_site(&table, &primary, "env", "from the primary").await;
 
     let vars: Vec<(&str, String)> = vec![
         ("SKYHOST_REGION", "eu-central-1".into()),

@@ -160,17 +160,7 @@ fn split_answer(stream: &[u8]) -> (serde_json::Value, &[u8]) {
 async fn the_origin_binary_answers_an_api_gateway_event() {
     let table = dynamo("us-west-2").await;
     let bucket = s3("us-west-2").await;
-    let site = unique("bin");
-    let host = format!("{site}.test");
-    deploy(
-        &table,
-        &bucket,
-        &site,
-        &[&host],
-        &[file("/index.html", "served by the binary", "text/html")],
-        rules(None, None, None),
-    )
-    .await;
+    let (_, host) = one_page_site(&table, &bucket, "bin", "served by the binary").await;
     let endpoint = std::env::var("AWS_ENDPOINT_URL").expect("moto's endpoint (make test sets it)");
     let (stream, _) = invoke(
         page_event(&host, "/index.html"),

@@ -155,6 +155,28 @@ pub async fn deploy(
 
 /// A later deployment of `files` to site `site`, uploaded and recorded but not active: a
 /// rollback or an activation notification makes it live.
+/// A new site named after `tag`, served at `<site>.test`, whose active deployment is one
+/// page at `/index.html`; returns the site and the host.
+pub async fn one_page_site(
+    meta: &dyn MetaStore,
+    bucket: &dyn BlobStore,
+    tag: &str,
+    page: &str,
+) -> (String, String) {
+    let site = unique(tag);
+    let host = format!("{site}.test");
+    deploy(
+        meta,
+        bucket,
+        &site,
+        &[&host],
+        &[file("/index.html", page, "text/html")],
+        rules(None, None, None),
+    )
+    .await;
+    (site, host)
+}
+
 pub async fn deploy_inactive(
     meta: &dyn MetaStore,
     bucket: &dyn BlobStore,
