@@ -30,8 +30,9 @@ export PATH="$PATH:/usr/sbin"
 # functions: nothing else is in that invocation, so no other package's features (the
 # CLI's SSO, the handler benchmark's dev-dependencies) are unified into theirs. Then the
 # harness, the handler benchmark and skyhost. skyhost is built with the Lambdas' log
-# levels and without developer sign-in (local mode needs none), so its AWS SDK crates have
-# the Lambdas' features and are built once for both (a skyhost with its defaults would
+# levels and without developer sign-in (local mode needs none), and the functions' libraries
+# with their default features, so those libraries and the AWS SDK crates have the Lambdas'
+# features and are built once for both (a skyhost with its defaults would
 # rebuild the whole SDK, about 10 min on 2 cores); skyhost-meta pins what the tools turn on
 # in shared crates, so the second invocation reuses every SDK crate of the first. The
 # functions are copied aside, where a later release build of other packages (which may
@@ -45,7 +46,8 @@ cp "$release"/{skyhost-origin,skyhost-replicator,skyhost-asset-copier,hello-lamb
 build_log="$CARGO_TARGET_DIR/bench-build.json"
 nice -n 19 "$CARGO" build --release --message-format=json-render-diagnostics \
   -p skyhost-bench -p skyhost-cli \
-  --no-default-features --features skyhost-origin/default,skyhost-cli/compiled-log-level \
+  --no-default-features \
+  --features skyhost-origin/default,skyhost-replicator/default,skyhost-asset-copier/default,skyhost-cli/compiled-log-level \
   --bins --bench handler >"$build_log"
 cp "$release/init-probe" "$functions/"
 handler=$(grep '"reason":"compiler-artifact"' "$build_log" | grep '"kind":\["bench"\]' | grep '"name":"handler"' \
