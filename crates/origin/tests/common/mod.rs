@@ -153,8 +153,6 @@ pub async fn deploy(
     .await
 }
 
-/// A later deployment of `files` to site `site`, uploaded and recorded but not active: a
-/// rollback or an activation notification makes it live.
 /// A new site named after `tag`, served at `<site>.test`, whose active deployment is one
 /// page at `/index.html`; returns the site and the host.
 pub async fn one_page_site(
@@ -177,6 +175,8 @@ pub async fn one_page_site(
     (site, host)
 }
 
+/// A later deployment of `files` to site `site`, uploaded and recorded but not active: a
+/// rollback or an activation notification makes it live.
 pub async fn deploy_inactive(
     meta: &dyn MetaStore,
     bucket: &dyn BlobStore,
