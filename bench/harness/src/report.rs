@@ -122,7 +122,7 @@ pub fn render(r: &Results, results_file: &str, chart_file: Option<&str>, notes: 
         Some(h) => {
             let _ = writeln!(
                 s,
-                "Criterion (`bench/harness/benches/handler.rs`): `Origin::handle` answering `GET /doc.html` (4 KB, in \
+                "Criterion (`bench/harness/src/handler_bench.rs`): `Origin::handle` answering `GET /doc.html` (4 KB, in \
                  the in-process cache) with no network — SQLite in memory, folder bucket in a temp dir, `MemoryCache`, \
                  cache warmed first; the body is collected. Median **{:.2} µs** (95 % CI {:.2}–{:.2} µs), mean {:.2} µs.",
                 h.median_us, h.median_ci_us.0, h.median_ci_us.1, h.mean_us
@@ -220,7 +220,7 @@ pub fn render(r: &Results, results_file: &str, chart_file: Option<&str>, notes: 
             if !c.init_steps.is_empty() {
                 let _ = writeln!(
                     s,
-                    "\nWhere init time goes, timed in-process by `init-probe` (`bench/harness/src/bin/init_probe.rs`, \
+                    "\nWhere init time goes, timed in-process by `init-probe` (`bench/harness/src/init_probe.rs`, \
                      release build, same profile; each scenario in a fresh process with the Lambda environment, \
                      medians of 10): `naive` is the first version's init (the default credential chain, one \
                      SDK config load per region, then DynamoDB and two S3 clients), `origin` what \

@@ -12,6 +12,9 @@
 //! compiled-in, then system roots), `caches` (the in-process cache tiers), `native-roots`
 //! (the system trust store alone), `reqwest` (the replicator's client), `endpoint-rules`
 //! (the SDK crates' default endpoint resolvers), `aws-lc-rand` (first random bytes).
+//!
+//! It is the `skyhost-bench` binary run under the name `init-probe`: one fat-LTO link for
+//! the harness and its two tools instead of three of the same SDK, tokio and hyper code.
 
 use aws_config::{BehaviorVersion, Region};
 use std::time::Instant;
@@ -30,8 +33,22 @@ async fn astep<T>(name: &str, f: impl std::future::Future<Output = T>) -> T {
     v
 }
 
-#[tokio::main]
-async fn main() -> std::process::ExitCode {
+/// `init-probe SCENARIO`: the `skyhost-bench` binary run under that name (bench/run.sh).
+pub fn main() -> std::process::ExitCode {
+    // What `#[tokio::main]` builds: the runtime is made before any step is timed.
+    match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt.block_on(probe()),
+        Err(e) => {
+            eprintln!("init-probe: starting the runtime: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn probe() -> std::process::ExitCode {
     let scenario = std::env::args().nth(1).unwrap_or_default();
     match scenario.as_str() {
         "naive" => {
