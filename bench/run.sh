@@ -38,13 +38,19 @@ features=skyhost-origin/default,skyhost-replicator/default,skyhost-asset-copier/
 echo "== building the release binaries (the origin and skyhost; then the other Lambdas, hello-lambda and the harness)"
 nice -n 19 "$CARGO" build --release \
   -p skyhost-origin -p skyhost-cli --no-default-features --features "$features" --bins
+# Whether cargo's JSON log $1 shows a unit built anew, of a target named by the regex $2
+# (any target by default). The last grep reads to the end: with pipefail, a `grep -q`
+# that stops at its first match could fail the pipeline through its writer's SIGPIPE.
+built_anew() {
+  grep '"reason":"compiler-artifact"' "$1" | grep '"fresh":false' \
+    | grep -E "\"name\":\"(${2:-[^\"]*})\",\"src_path\"" >/dev/null
+}
 build_log="$CARGO_TARGET_DIR/bench-build.json"
 nice -n 19 "$CARGO" build --release --message-format=json-render-diagnostics \
   -p skyhost-origin -p skyhost-replicator -p skyhost-asset-copier -p hello-lambda \
   -p skyhost-bench -p skyhost-cli --no-default-features --features "$features" \
   --bins >"$build_log"
-if grep '"reason":"compiler-artifact"' "$build_log" | grep '"fresh":false' \
-  | grep -qE '"name":"(skyhost-origin|skyhost)","src_path"'; then
+if built_anew "$build_log" 'skyhost-origin|skyhost'; then
   echo "note: the second invocation linked the origin or skyhost again: its features differ from the first's (cargo tree -e features shows which)." >&2
 fi
 # The check: the functions built alone, as `make package` resolves them. With the pins this
@@ -54,7 +60,7 @@ fi
 functions_log="$CARGO_TARGET_DIR/bench-functions.json"
 nice -n 19 "$CARGO" build --release --message-format=json-render-diagnostics \
   -p skyhost-origin -p skyhost-replicator -p skyhost-asset-copier -p hello-lambda --bins >"$functions_log"
-if grep '"reason":"compiler-artifact"' "$functions_log" | grep -q '"fresh":false'; then
+if built_anew "$functions_log"; then
   echo "note: the tools' features reached crates the Lambdas use, so the Lambdas were built a second time, alone." >&2
   echo "      Pin those features in crates/meta/Cargo.toml (cargo tree -e features shows which) to save that build." >&2
 fi
