@@ -294,6 +294,7 @@ pub const PROBE_SCENARIOS: &[&str] = &[
     "naive",
     "origin",
     "from-env",
+    "copier",
     "connector",
     "caches",
     "native-roots",

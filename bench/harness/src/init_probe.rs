@@ -11,7 +11,8 @@
 //! caller), `connector` (skyhost's shared SDK connector with
 //! compiled-in, then system roots), `caches` (the in-process cache tiers), `native-roots`
 //! (the system trust store alone), `reqwest` (the replicator's client), `endpoint-rules`
-//! (the SDK crates' default endpoint resolvers), `aws-lc-rand` (first random bytes).
+//! (the SDK crates' default endpoint resolvers), `aws-lc-rand` (first random bytes), `copier`
+//! (the asset-copier's configuration and its three S3 clients).
 //!
 //! It is the `skyhost-bench` binary run under the name `init-probe`: one fat-LTO link for
 //! the harness and its two tools instead of three of the same SDK, tokio and hyper code.
@@ -98,6 +99,27 @@ async fn probe() -> std::process::ExitCode {
             let _ = astep("first use: dynamodb client (us-west-2)", d.client()).await;
             let _ = astep("first use: s3 client (here)", s.client()).await;
             drop((d, p));
+        }
+        "copier" => {
+            // What `Copier::from_env` builds in the primary region: the SDK configuration,
+            // the primary bucket's client, then one client per replica region.
+            let conf = astep(
+                "sdk config load (us-west-2)",
+                skyhost_meta::config::aws("us-west-2"),
+            )
+            .await;
+            let source = step("s3 client (primary, first of the crate)", || {
+                skyhost_meta::config::s3(&conf)
+            });
+            let replicas: Vec<_> = ["eu-central-1", "ap-southeast-1"]
+                .iter()
+                .map(|r| {
+                    step(&format!("s3 client (replica {r})"), || {
+                        skyhost_meta::config::s3(&skyhost_meta::config::for_region(&conf, r))
+                    })
+                })
+                .collect();
+            drop((source, replicas));
         }
         "connector" => {
             use skyhost_meta::sdk_http::SharedConnectorClient;

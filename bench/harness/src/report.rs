@@ -230,7 +230,10 @@ pub fn render(r: &Results, results_file: &str, chart_file: Option<&str>, notes: 
                      load with the environment's credentials and skyhost's shared connector, and the two \
                      clients it needs), \
                      `from-env` the origin's whole init (JSON logging, then `Origin::from_env` with \
-                     the template's variables), `connector` that connector with the compiled-in roots the \
+                     the template's variables), `copier` what `Copier::from_env` builds (the SDK \
+                     configuration, the primary bucket's client at init, then a replica region's client \
+                     apiece, which the function builds on first use while its first read of the source \
+                     is in flight), `connector` that connector with the compiled-in roots the \
                      Lambdas use, then with the system store the CLI uses, `caches` the in-process cache tiers \
                      and an expiring map, `native-roots` the system trust store alone, `reqwest` the \
                      replicator's client, `endpoint-rules` each SDK crate's default endpoint resolver (the \

@@ -16,7 +16,7 @@ use futures::stream::{self, StreamExt};
 use serde::Serialize;
 use skyhost_meta::blob::s3::S3BlobStore;
 use skyhost_meta::blob::{BlobError, BlobStore, ObjectMeta};
-use skyhost_meta::config::{env_req, parse_pairs, ConfigError};
+use skyhost_meta::config::{env_req, parse_pairs, ConfigError, SdkConfigCell};
 use skyhost_meta::metrics::{Metric, Metrics, Unit};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -181,7 +181,7 @@ impl Copier {
     }
 
     /// The copier configured by the function's environment (`ENV_VARS`): S3 clients for
-    /// the primary region and for each replica's region, built once.
+    /// the primary region and for each replica's region ([`Copier::s3`]).
     pub async fn from_env() -> Result<Self, ConfigError> {
         let region = env_req("SKYHOST_REGION")?;
         let primary = env_req("SKYHOST_PRIMARY_BUCKET")?;
@@ -201,31 +201,55 @@ impl Copier {
                 ))
             })?;
         let conf = skyhost_meta::config::aws(&region).await;
-        let source: Arc<dyn BlobStore> = Arc::new(S3BlobStore::new(
-            skyhost_meta::config::s3(&conf),
+        let copier = Copier::s3(
+            conf,
             primary.clone(),
-        ));
-        let mut stores: Vec<(String, Arc<dyn BlobStore>)> = Vec::new();
-        for (r, bucket) in replicas {
-            let conf = skyhost_meta::config::for_region(&conf, &r);
-            let store = S3BlobStore::new(skyhost_meta::config::s3(&conf), bucket);
-            stores.push((r, Arc::new(store)));
-        }
-        tracing::info!(
-            region,
-            primary,
-            replicas = ?stores.iter().map(|(r, s)| format!("{r}={}", s.bucket())).collect::<Vec<_>>(),
-            threshold,
-            "asset-copier configured"
-        );
-        Ok(Copier::new(
-            source,
-            stores,
+            replicas,
             CopyOptions {
                 multipart_threshold: threshold,
                 ..CopyOptions::default()
             },
-        ))
+        );
+        tracing::info!(
+            region,
+            primary,
+            replicas = ?copier.replicas().map(|(r, s)| format!("{r}={}", s.bucket())).collect::<Vec<_>>(),
+            threshold,
+            "asset-copier configured"
+        );
+        Ok(copier)
+    }
+
+    /// The S3 → S3 copier of a Lambda: the primary bucket's client built now, since every
+    /// invocation starts by reading the source; each replica region's client built on
+    /// first use, which the first invocation reaches while its first read of the source is
+    /// in flight ([`Copier::copy_key`]), so neither the init nor that invocation waits
+    /// for them.
+    pub fn s3(
+        conf: skyhost_meta::config::SdkConfig,
+        primary: String,
+        replicas: Vec<(String, String)>,
+        opts: CopyOptions,
+    ) -> Self {
+        let source = S3BlobStore::new(skyhost_meta::config::s3(&conf), primary);
+        let conf = SdkConfigCell::ready(conf);
+        let replicas = replicas
+            .into_iter()
+            .map(|(r, bucket)| {
+                let store = S3BlobStore::deferred(conf.for_region(&r), bucket);
+                (r, Arc::new(store) as Arc<dyn BlobStore>)
+            })
+            .collect();
+        Copier::new(Arc::new(source), replicas, opts)
+    }
+
+    /// Builds the replicas' deferred S3 clients (nothing once built).
+    async fn replica_clients(&self) {
+        for (_, r) in &self.replicas {
+            if let Some(s3) = r.as_s3() {
+                s3.client().await;
+            }
+        }
     }
 
     /// The replicas, by region.
@@ -382,18 +406,23 @@ impl Copier {
                 })
                 .collect()
         };
-        let source = match self.source.as_s3() {
-            Some(s3) => s3copy::head(s3, key).await.map(|h| {
-                h.map(|h| {
-                    let meta = ObjectMeta {
-                        size: h.size,
-                        sha256: h.sha256().map(str::to_owned),
-                    };
-                    (meta, Some(h))
-                })
-            }),
-            None => self.source.head(key).await.map(|m| m.map(|m| (m, None))),
+        let head = async {
+            match self.source.as_s3() {
+                Some(s3) => s3copy::head(s3, key).await.map(|h| {
+                    h.map(|h| {
+                        let meta = ObjectMeta {
+                            size: h.size,
+                            sha256: h.sha256().map(str::to_owned),
+                        };
+                        (meta, Some(h))
+                    })
+                }),
+                None => self.source.head(key).await.map(|m| m.map(|m| (m, None))),
+            }
         };
+        // The head is polled first: it goes out (a name lookup on the blocking pool, then
+        // the connection) before the replicas' clients, if not built yet, are built.
+        let (source, ()) = futures::future::join(head, self.replica_clients()).await;
         let (meta, s3_head) = match source {
             Ok(Some(s)) => s,
             Ok(None) => {

@@ -1,4 +1,5 @@
-//! The asset-copier Lambda: JSON logs, the copier (and its S3 clients) built once at init,
+//! The asset-copier Lambda: JSON logs, the copier built once at init (the replicas' S3
+//! clients on first use, beside the first read of the source),
 //! one call of [`Copier::handle_json`] per invocation, S3 events direct or in SQS messages.
 //! An error fails the invocation, so Lambda retries it and then dead-letters it.
 

@@ -4,7 +4,9 @@
 
 use crate::sdk_http::SharedConnectorClient;
 use crate::tls::Roots;
-use aws_config::{BehaviorVersion, Region, SdkConfig};
+/// The SDK configuration the functions build their clients from.
+pub use aws_config::SdkConfig;
+use aws_config::{BehaviorVersion, Region};
 use aws_smithy_runtime_api::client::http::SharedHttpClient;
 
 /// A missing or malformed setting.

@@ -824,3 +824,54 @@ async fn an_interrupted_multipart_copy_is_aborted_and_the_retry_finishes() {
     let again = copier.handle_s3(event).await.unwrap();
     assert_eq!(again.transfers[0].method, Method::Present);
 }
+
+/// The Lambda's copier (`Copier::s3`, what `Copier::from_env` builds): the replicas'
+/// clients do not exist after init, the first invocation builds them beside its read of
+/// the source, and its copies go through them server-side.
+#[tokio::test(flavor = "current_thread")]
+async fn the_lambda_copier_builds_replica_clients_on_first_use() {
+    let primary = bucket(PRIMARY).await;
+    let (eu, ap) = (bucket(EU).await, bucket(AP).await);
+    let copier = Copier::s3(
+        skyhost_testkit::aws(PRIMARY).await,
+        primary.bucket().to_owned(),
+        vec![
+            (EU.to_owned(), eu.bucket().to_owned()),
+            (AP.to_owned(), ap.bucket().to_owned()),
+        ],
+        CopyOptions::default(),
+    )
+    .with_metrics(Metrics::discard());
+    let built = |c: &Copier| -> Vec<bool> {
+        c.replicas()
+            .map(|(_, s)| s.as_s3().expect("an S3 replica").client_built())
+            .collect()
+    };
+    assert_eq!(built(&copier), [false, false], "nothing built at init");
+
+    let body = bytes_of(40_000, 3);
+    let key = put_blob(&primary, "first-use", &body).await;
+    let report = copier
+        .handle_s3(s3_event(&primary, &key).await)
+        .await
+        .unwrap();
+    assert_eq!(built(&copier), [true, true]);
+    let mut regions: Vec<(&str, Method)> = report
+        .transfers
+        .iter()
+        .map(|t| (t.region.as_str(), t.method))
+        .collect();
+    regions.sort_by_key(|(r, _)| *r);
+    assert_eq!(
+        regions,
+        [(AP, Method::ServerCopy), (EU, Method::ServerCopy)]
+    );
+    for replica in [&eu, &ap] {
+        assert_eq!(read_all(replica, &key).await, body);
+    }
+    // Each replica's client signs for its own region.
+    for (region, store) in copier.replicas() {
+        let client = store.as_s3().expect("an S3 replica").client().await;
+        assert_eq!(client.config().region().map(|r| r.as_ref()), Some(region));
+    }
+}
