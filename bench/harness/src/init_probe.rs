@@ -12,7 +12,8 @@
 //! compiled-in, then system roots), `caches` (the in-process cache tiers), `native-roots`
 //! (the system trust store alone), `reqwest` (the replicator's client), `endpoint-rules`
 //! (the SDK crates' default endpoint resolvers), `aws-lc-rand` (first random bytes), `copier`
-//! (the asset-copier's configuration and its three S3 clients).
+//! (the asset-copier's configuration and primary client, then its replicas' clients at
+//! first use).
 //!
 //! It is the `skyhost-bench` binary run under the name `init-probe`: one fat-LTO link for
 //! the harness and its two tools instead of three of the same SDK, tokio and hyper code.
@@ -101,8 +102,10 @@ async fn probe() -> std::process::ExitCode {
             drop((d, p));
         }
         "copier" => {
-            // What `Copier::from_env` builds in the primary region: the SDK configuration,
-            // the primary bucket's client, then one client per replica region.
+            // What `Copier::s3` does in the primary region: the SDK configuration and the
+            // primary bucket's client at init, the replica regions' stores deferred; then,
+            // timed apart as the origin's are, what the first invocation builds beside its
+            // first read of the source.
             let conf = astep(
                 "sdk config load (us-west-2)",
                 skyhost_meta::config::aws("us-west-2"),
@@ -111,14 +114,23 @@ async fn probe() -> std::process::ExitCode {
             let source = step("s3 client (primary, first of the crate)", || {
                 skyhost_meta::config::s3(&conf)
             });
-            let replicas: Vec<_> = ["eu-central-1", "ap-southeast-1"]
+            let conf = skyhost_meta::config::SdkConfigCell::ready(conf);
+            let regions = ["eu-central-1", "ap-southeast-1"];
+            let replicas: Vec<_> = regions
                 .iter()
                 .map(|r| {
-                    step(&format!("s3 client (replica {r})"), || {
-                        skyhost_meta::config::s3(&skyhost_meta::config::for_region(&conf, r))
+                    step(&format!("s3 store (replica {r}, client deferred)"), || {
+                        skyhost_meta::blob::s3::S3BlobStore::deferred(conf.for_region(r), *r)
                     })
                 })
                 .collect();
+            for (r, store) in regions.iter().zip(&replicas) {
+                let _ = astep(
+                    &format!("first use: s3 client (replica {r})"),
+                    store.client(),
+                )
+                .await;
+            }
             drop((source, replicas));
         }
         "connector" => {
