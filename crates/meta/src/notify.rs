@@ -13,6 +13,9 @@ use sha2::Sha256;
 pub const SIGNATURE_HEADER: &str = "x-skyhost-signature";
 /// Accepted clock difference between signer and verifier, in seconds.
 pub const TOLERANCE_SECS: i64 = 300;
+/// Largest notification body a region reads: a site record with hundreds of domains, with
+/// room to spare. The local listeners refuse a larger one before reading it.
+pub const MAX_BODY: usize = 64 * 1024;
 
 /// A site changed: its new record (`None` when it was removed) at `revision`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -17,6 +17,7 @@ pub mod encoding;
 pub mod handler;
 pub mod health;
 pub mod lambda;
+pub mod listener;
 pub mod metrics;
 pub mod notify;
 pub mod path;

@@ -1,35 +1,36 @@
 //! Plain HTTP/1.1 serving of an [`Origin`] (local mode, tests): the same `handle` the
-//! Lambda main calls, behind hyper.
+//! Lambda main calls, behind hyper, within the [`Limits`] of every local listener.
 
 use crate::body::OriginBody;
 use crate::handler::Origin;
-use bytes::Bytes;
-use http::{Request, Response, StatusCode};
-use http_body::Body as _;
-use http_body_util::{BodyExt, Limited};
+pub use crate::listener::{Limits, MAX_REQUEST_BODY};
+use crate::listener::{Refusal, Slots};
+use http::{header, HeaderValue, Request, Response};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::TokioIo;
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{oneshot, watch};
+use tokio::sync::{oneshot, watch, OwnedSemaphorePermit};
 use tokio::task::JoinSet;
 use tokio_util::task::TaskTracker;
-
-/// Largest request body accepted (API Gateway's own limit is close to this).
-pub const MAX_REQUEST_BODY: usize = 6 * 1024 * 1024;
 
 /// In-flight requests get this long to finish after shutdown is asked for.
 const DRAIN: Duration = Duration::from_secs(10);
 
-fn too_large() -> Response<OriginBody> {
-    let mut r = Response::new(OriginBody::from("Payload Too Large\n"));
-    *r.status_mut() = StatusCode::PAYLOAD_TOO_LARGE;
-    r
+/// The answer to a body that was not read; the connection closes after it, since the
+/// rest of the body may still be on its way.
+fn refused(r: Refusal) -> Response<OriginBody> {
+    let mut resp = Response::new(OriginBody::from(format!("{r}\n")));
+    *resp.status_mut() = r.status();
+    let h = resp.headers_mut();
+    h.insert(header::CONNECTION, HeaderValue::from_static("close"));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    resp
 }
 
 /// Answers one connection until it closes, or until `stop` turns true; then it finishes
@@ -38,6 +39,7 @@ async fn connection(
     stream: TcpStream,
     peer: SocketAddr,
     origin: Arc<Origin>,
+    limits: Arc<Limits>,
     mut stop: watch::Receiver<bool>,
 ) {
     // Responses are written whole; nothing is gained by holding a segment back.
@@ -45,27 +47,18 @@ async fn connection(
     // Requests borrow the connection's handle on the origin: a clone per request would be
     // a write to a counter every serving thread shares.
     let origin: &Origin = &origin;
-    let svc = service_fn(move |req: Request<Incoming>| {
-        async move {
-            let (parts, body) = req.into_parts();
-            let body: Bytes = if body.is_end_stream() {
-                // Most requests (GET, HEAD) carry no body: nothing to collect.
-                Bytes::new()
-            } else {
-                match Limited::new(body, MAX_REQUEST_BODY).collect().await {
-                    Ok(b) => b.to_bytes(),
-                    Err(_) => return Ok::<_, Infallible>(too_large()),
-                }
-            };
-            Ok(origin
-                .handle(Request::from_parts(parts, body), Some(peer.ip()))
-                .await)
-        }
+    let limits: &Limits = &limits;
+    let svc = service_fn(move |req: Request<Incoming>| async move {
+        let (parts, body) = req.into_parts();
+        let body = match limits.read_body(body, parts.uri.path()).await {
+            Ok(b) => b,
+            Err(r) => return Ok::<_, Infallible>(refused(r)),
+        };
+        Ok(origin
+            .handle(Request::from_parts(parts, body), Some(peer.ip()))
+            .await)
     });
-    let conn = hyper::server::conn::http1::Builder::new()
-        .timer(TokioTimer::new())
-        .header_read_timeout(Duration::from_secs(30))
-        .serve_connection(TokioIo::new(stream), svc);
+    let conn = limits.http1().serve_connection(TokioIo::new(stream), svc);
     tokio::pin!(conn);
     tokio::select! {
         r = conn.as_mut() => {
@@ -80,18 +73,20 @@ async fn connection(
     }
 }
 
-/// Accepts connections until `shutdown` completes, handing each to `take`.
+/// Accepts connections until `shutdown` completes, handing each to `take` with the slot
+/// it holds until it closes; while every slot is taken, nothing is accepted.
 async fn accept(
     listener: TcpListener,
+    slots: Slots,
     shutdown: impl Future<Output = ()>,
-    mut take: impl FnMut(TcpStream, SocketAddr),
+    mut take: impl FnMut(TcpStream, SocketAddr, OwnedSemaphorePermit),
 ) {
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
             _ = &mut shutdown => break,
-            accepted = listener.accept() => match accepted {
-                Ok((stream, peer)) => take(stream, peer),
+            accepted = slots.accept(&listener) => match accepted {
+                Ok((stream, peer, slot)) => take(stream, peer, slot),
                 Err(e) => {
                     // Out of descriptors and the like: pause rather than spin.
                     tracing::warn!(error = %e, "accept failed");
@@ -109,10 +104,32 @@ pub async fn serve(
     origin: Arc<Origin>,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
+    serve_limited(listener, origin, shutdown, Limits::default()).await
+}
+
+/// [`serve`] within `limits`.
+pub async fn serve_limited(
+    listener: TcpListener,
+    origin: Arc<Origin>,
+    shutdown: impl Future<Output = ()>,
+    limits: Limits,
+) -> std::io::Result<()> {
+    let slots = Slots::new(limits.max_connections);
+    let limits = Arc::new(limits);
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut conns = JoinSet::new();
-    accept(listener, shutdown, |stream, peer| {
-        conns.spawn(connection(stream, peer, origin.clone(), stop_rx.clone()));
+    accept(listener, slots, shutdown, |stream, peer, slot| {
+        let conn = connection(
+            stream,
+            peer,
+            origin.clone(),
+            limits.clone(),
+            stop_rx.clone(),
+        );
+        conns.spawn(async move {
+            conn.await;
+            drop(slot);
+        });
         // Reap finished connections so the set does not grow without bound.
         while conns.try_join_next().is_some() {}
     })
@@ -165,6 +182,20 @@ pub async fn serve_threads(
     shutdown: impl Future<Output = ()>,
     threads: usize,
 ) -> std::io::Result<()> {
+    serve_threads_limited(listener, origin, shutdown, threads, Limits::default()).await
+}
+
+/// [`serve_threads`] within `limits`; the connection cap counts the connections of every
+/// thread together.
+pub async fn serve_threads_limited(
+    listener: TcpListener,
+    origin: Arc<Origin>,
+    shutdown: impl Future<Output = ()>,
+    threads: usize,
+    limits: Limits,
+) -> std::io::Result<()> {
+    let slots = Slots::new(limits.max_connections);
+    let limits = Arc::new(limits);
     let (exit_tx, exit_rx) = watch::channel(false);
     let workers = (0..threads.max(1))
         .map(|i| Worker::start(i, exit_rx.clone()))
@@ -172,19 +203,20 @@ pub async fn serve_threads(
     let (stop_tx, stop_rx) = watch::channel(false);
     let tracker = TaskTracker::new();
     let mut next = 0;
-    accept(listener, shutdown, |stream, peer| {
+    accept(listener, slots, shutdown, |stream, peer, slot| {
         let worker = &workers[next % workers.len()];
         next = next.wrapping_add(1);
         // Hand the socket over unregistered: the worker registers it with its own reactor.
         let Ok(stream) = stream.into_std() else {
             return;
         };
-        let (origin, stop) = (origin.clone(), stop_rx.clone());
+        let (origin, limits, stop) = (origin.clone(), limits.clone(), stop_rx.clone());
         tracker.spawn_on(
             async move {
                 if let Ok(stream) = TcpStream::from_std(stream) {
-                    connection(stream, peer, origin, stop).await;
+                    connection(stream, peer, origin, limits, stop).await;
                 }
+                drop(slot);
             },
             &worker.handle,
         );
