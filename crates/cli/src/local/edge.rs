@@ -8,8 +8,9 @@ use super::latency;
 use bytes::Bytes;
 use futures::TryStreamExt;
 use http_body_util::{combinators::BoxBody, BodyExt, Full, StreamBody};
-use hyper::body::Frame;
+use hyper::body::{Frame, Incoming};
 use hyper_util::rt::TokioIo;
+use skyhost_origin::listener::{Limits, Refusal, Slots};
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -56,6 +57,8 @@ impl Edge {
             .redirect(reqwest::redirect::Policy::none())
             .connect_timeout(Duration::from_secs(2))
             .pool_max_idle_per_host(64)
+            // Let idle connections go before an origin's head timeout closes them under us.
+            .pool_idle_timeout(Limits::default().header_read / 2)
             .build()?;
         Ok(Arc::new(Edge {
             regions: targets.iter().map(|(r, _)| r.clone()).collect(),
@@ -135,8 +138,9 @@ impl Edge {
         r
     }
 
-    /// Answers one request through the chosen region.
-    pub async fn forward(&self, req: http::Request<hyper::body::Incoming>) -> http::Response<Body> {
+    /// Answers one request, its body already read whole, through the chosen region. The
+    /// body goes on with a length of its own: no framing header of the visitor's is sent.
+    pub async fn forward(&self, req: http::Request<Bytes>) -> http::Response<Body> {
         let client_region = req
             .headers()
             .get(CLIENT_REGION)
@@ -152,10 +156,6 @@ impl Edge {
             tokio::time::sleep(Duration::from_millis(u64::from(ms))).await;
         }
         let (parts, body) = req.into_parts();
-        let body = match body.collect().await {
-            Ok(b) => b.to_bytes(),
-            Err(_) => return Self::plain(400, "could not read the request body\n"),
-        };
         let path = parts
             .uri
             .path_and_query()
@@ -209,22 +209,63 @@ fn is_hop_by_hop(name: &str) -> bool {
 pub async fn serve(
     listener: tokio::net::TcpListener,
     edge: Arc<Edge>,
-    mut stop: tokio::sync::watch::Receiver<bool>,
+    stop: tokio::sync::watch::Receiver<bool>,
 ) -> std::io::Result<()> {
+    serve_limited(listener, edge, stop, Limits::default()).await
+}
+
+/// [`serve`] within `limits`, the limits of every local listener: head and body timeouts,
+/// head and body sizes, and a connection cap beyond which connections wait.
+pub async fn serve_limited(
+    listener: tokio::net::TcpListener,
+    edge: Arc<Edge>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+    limits: Limits,
+) -> std::io::Result<()> {
+    let slots = Slots::new(limits.max_connections);
+    let limits = Arc::new(limits);
     loop {
-        let (stream, _) = tokio::select! {
-            a = listener.accept() => a?,
+        let (stream, _, slot) = tokio::select! {
+            a = slots.accept(&listener) => match a {
+                Ok(a) => a,
+                Err(e) => {
+                    // Out of descriptors and the like: pause rather than stop routing.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
             _ = stop.changed() => return Ok(()),
         };
-        let edge = edge.clone();
+        let (edge, limits) = (edge.clone(), limits.clone());
         tokio::spawn(async move {
-            let svc = hyper::service::service_fn(move |req| {
-                let edge = edge.clone();
-                async move { Ok::<_, std::convert::Infallible>(edge.forward(req).await) }
+            let conn_limits = limits.clone();
+            let svc = hyper::service::service_fn(move |req: http::Request<Incoming>| {
+                let (edge, limits) = (edge.clone(), limits.clone());
+                async move {
+                    let (parts, body) = req.into_parts();
+                    let resp = match limits.read_body(body, parts.uri.path()).await {
+                        Ok(body) => edge.forward(http::Request::from_parts(parts, body)).await,
+                        Err(r) => refused(r),
+                    };
+                    Ok::<_, std::convert::Infallible>(resp)
+                }
             });
-            let _ = hyper::server::conn::http1::Builder::new()
+            let _ = conn_limits
+                .http1()
                 .serve_connection(TokioIo::new(stream), svc)
                 .await;
+            drop(slot);
         });
     }
+}
+
+/// The answer to a body that was not read; the connection closes after it.
+fn refused(r: Refusal) -> http::Response<Body> {
+    let mut resp = Edge::plain(r.status().as_u16(), &format!("{r}\n"));
+    resp.headers_mut().insert(
+        http::header::CONNECTION,
+        http::HeaderValue::from_static("close"),
+    );
+    resp
 }
