@@ -3,6 +3,7 @@
 
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 /// The default regions, primary first.
@@ -113,17 +114,172 @@ impl Layout {
         self.dir.join(format!("cursor-{name}"))
     }
 
-    /// The notification secret of this folder, made on first use.
+    /// The notification secret of this folder, made on first use (see [`secret_file`]).
     pub fn secret(&self) -> Result<Vec<u8>> {
-        let p = self.dir.join("notify-secret");
-        match std::fs::read(&p) {
-            Ok(s) if !s.is_empty() => Ok(s),
-            _ => {
-                let s = hex::encode(rand::random::<[u8; 32]>()).into_bytes();
-                std::fs::create_dir_all(&self.dir)?;
-                std::fs::write(&p, &s)?;
-                Ok(s)
-            }
+        std::fs::create_dir_all(&self.dir)
+            .with_context(|| format!("creating {}", self.dir.display()))?;
+        secret_file(&self.dir.join("notify-secret"))
+    }
+}
+
+/// The secret kept in the file at `path`, readable by its owner only, made on first use.
+/// A new one is written to a temporary file created 0600 and then linked into place, so it
+/// is never readable by others, not even for a moment, and never seen half written; when
+/// two processes make one at once, the first to link wins and both use it. An existing file
+/// readable by others is tightened to 0600.
+pub fn secret_file(path: &Path) -> Result<Vec<u8>> {
+    let empty = match std::fs::read(path) {
+        Ok(s) if !s.is_empty() => {
+            owner_only(path)?;
+            return Ok(s);
+        }
+        // Left by a crash of a version that wrote in place: replaced.
+        Ok(_) => true,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => false,
+        Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+    };
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let secret = hex::encode(rand::random::<[u8; 32]>()).into_bytes();
+    let mut tmp = owner_only_tempfile(dir)
+        .with_context(|| format!("creating a secret file in {}", dir.display()))?;
+    tmp.write_all(&secret)
+        .and_then(|()| tmp.as_file().sync_all())
+        .with_context(|| format!("writing {}", tmp.path().display()))?;
+    let placed = if empty {
+        tmp.persist(path)
+    } else {
+        tmp.persist_noclobber(path)
+    };
+    match placed {
+        Ok(_) => Ok(secret),
+        Err(e) if e.error.kind() == std::io::ErrorKind::AlreadyExists => {
+            // Another process made it between our read and our link: theirs is the secret.
+            drop(e);
+            let s = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+            owner_only(path)?;
+            Ok(s)
+        }
+        Err(e) => Err(e.error).with_context(|| format!("writing {}", path.display())),
+    }
+}
+
+/// A temporary file in `dir` that only its owner can read or write, from its creation on.
+fn owner_only_tempfile(dir: &Path) -> std::io::Result<tempfile::NamedTempFile> {
+    let mut b = tempfile::Builder::new();
+    b.prefix(".secret-");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        b.permissions(std::fs::Permissions::from_mode(0o600));
+    }
+    b.tempfile_in(dir)
+}
+
+/// Tightens the file at `path` to 0600 when group or others may access it.
+fn owner_only(path: &Path) -> Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(path)
+            .with_context(|| format!("reading the permissions of {}", path.display()))?
+            .permissions()
+            .mode();
+        if mode & 0o077 != 0 {
+            tracing::warn!(
+                path = %path.display(),
+                mode = format!("{:o}", mode & 0o777),
+                "secret file readable by others; tightening it to 0600"
+            );
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+                .with_context(|| format!("making {} readable by its owner only", path.display()))?;
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = path;
+    Ok(())
+}
+
+#[cfg(all(test, unix))]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    /// The permission bits in octal, as `ls` and `chmod` spell them.
+    fn mode(p: &Path) -> String {
+        format!(
+            "{:o}",
+            std::fs::metadata(p).unwrap().permissions().mode() & 0o777
+        )
+    }
+
+    fn layout(dir: &Path) -> Layout {
+        Layout::new(dir, vec!["us-west-2".into()], 8080).unwrap()
+    }
+
+    /// The folder holds `notify-secret` and nothing else (no temporary file left behind).
+    fn only_the_secret(dir: &Path) {
+        let names: Vec<_> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        assert_eq!(names, ["notify-secret"]);
+    }
+
+    #[test]
+    fn a_new_secret_is_created_owner_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let l = layout(&dir.path().join("state"));
+        let s = l.secret().unwrap();
+        assert_eq!(s.len(), 64);
+        assert!(s.iter().all(u8::is_ascii_hexdigit));
+        let p = l.dir.join("notify-secret");
+        assert_eq!(mode(&p), "600");
+        assert_eq!(std::fs::read(&p).unwrap(), s);
+        assert_eq!(l.secret().unwrap(), s, "a second read makes no new secret");
+        only_the_secret(&l.dir);
+    }
+
+    #[test]
+    fn existing_secrets_are_kept_and_tightened() {
+        // (mode before, content before, kept)
+        let cases: &[(u32, &[u8], bool)] = &[
+            (0o644, b"old-secret", true),
+            (0o666, b"old-secret", true),
+            (0o640, b"old-secret", true),
+            (0o600, b"old-secret", true),
+            (0o400, b"old-secret", true),
+            (0o644, b"", false),
+        ];
+        for (before, content, kept) in cases {
+            let dir = tempfile::tempdir().unwrap();
+            let p = dir.path().join("notify-secret");
+            std::fs::write(&p, content).unwrap();
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(*before)).unwrap();
+            let s = layout(dir.path()).secret().unwrap();
+            assert_eq!(s == *content, *kept, "{before:o} {content:?}");
+            assert!(!s.is_empty());
+            let want = if *before & 0o077 == 0 { *before } else { 0o600 };
+            assert_eq!(mode(&p), format!("{want:o}"), "{before:o} {content:?}");
+            only_the_secret(dir.path());
+        }
+    }
+
+    #[test]
+    fn processes_making_the_secret_at_once_agree_on_one() {
+        for _ in 0..20 {
+            let dir = tempfile::tempdir().unwrap();
+            let secrets: Vec<Vec<u8>> = std::thread::scope(|s| {
+                let handles: Vec<_> = (0..8)
+                    .map(|_| s.spawn(|| layout(dir.path()).secret().unwrap()))
+                    .collect();
+                handles.into_iter().map(|h| h.join().unwrap()).collect()
+            });
+            assert!(secrets.windows(2).all(|w| w[0] == w[1]), "{secrets:?}");
+            assert_eq!(mode(&dir.path().join("notify-secret")), "600");
+            only_the_secret(dir.path());
         }
     }
 }
