@@ -220,7 +220,7 @@ async fn slowloris_is_cut_off_after_the_head_timeout_while_others_are_served() {
         })
         .collect();
     for _ in 0..5 {
-        assert!(served(&r, Duration::from_secs(1)).await);
+        assert!(served(&r, Duration::from_secs(2)).await);
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     for s in slow {
@@ -259,7 +259,7 @@ async fn oversized_bodies_are_refused_413_before_they_are_read() {
         assert_eq!(reply.status(), 413, "{head:?}:\n{}", reply.text);
         assert!(reply.closed);
         assert!(
-            reply.elapsed < Duration::from_secs(1),
+            reply.elapsed < Duration::from_secs(3),
             "{:?}",
             reply.elapsed
         );
@@ -295,7 +295,7 @@ async fn a_body_not_sent_in_time_is_answered_408() {
     assert_eq!(reply.status(), 408, "{}", reply.text);
     assert!(reply.closed);
     assert!(
-        reply.elapsed < Duration::from_secs(3),
+        reply.elapsed < Duration::from_secs(4),
         "{:?}",
         reply.elapsed
     );

@@ -188,7 +188,7 @@ async fn slowloris_is_cut_off_after_the_head_timeout_while_others_are_served() {
     let slow: Vec<_> = slow.collect();
     // Meanwhile everyone else is answered at once.
     for _ in 0..5 {
-        assert!(served(&l, Duration::from_secs(1)).await);
+        assert!(served(&l, Duration::from_secs(2)).await);
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     for s in slow {
@@ -198,7 +198,7 @@ async fn slowloris_is_cut_off_after_the_head_timeout_while_others_are_served() {
             "a slow head held its connection for {held:?}"
         );
     }
-    assert!(served(&l, Duration::from_secs(1)).await);
+    assert!(served(&l, Duration::from_secs(2)).await);
 }
 
 #[tokio::test]
@@ -229,7 +229,7 @@ async fn oversized_bodies_are_refused_413_before_they_are_read() {
         assert_eq!(r.status(), 413, "{head:?}:\n{}", r.text);
         assert!(r.closed, "{head:?}: the connection stays open");
         assert!(
-            r.elapsed < Duration::from_secs(1),
+            r.elapsed < Duration::from_secs(3),
             "{head:?}: {:?}",
             r.elapsed
         );
@@ -279,7 +279,7 @@ async fn a_body_not_sent_in_time_is_answered_408() {
     let r = exchange(l.addr, head.as_bytes(), WAIT).await;
     assert_eq!(r.status(), 408, "{}", r.text);
     assert!(r.closed);
-    assert!(r.elapsed < Duration::from_secs(3), "{:?}", r.elapsed);
+    assert!(r.elapsed < Duration::from_secs(4), "{:?}", r.elapsed);
 }
 
 #[tokio::test]
