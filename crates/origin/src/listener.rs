@@ -5,7 +5,7 @@
 //! |---|---|---|
 //! | time to send a request head (also the idle time between requests) | 10 s | connection closed |
 //! | request head (request line and headers) | 32 KiB | 431 |
-//! | header count | 100 (hyper's own) | 431 |
+//! | header count | 100 | 431 |
 //! | head buffer while a head is still arriving | 64 KiB | 431 |
 //! | request body, declared or streamed | 6 MiB; under `/_skyhost/` [`notify::MAX_BODY`] | 413, before the body is read |
 //! | time to send a request body | 30 s | 408 |
@@ -45,6 +45,11 @@ pub const MAX_REQUEST_BODY: usize = 6 * 1024 * 1024;
 /// Hyper's smallest allowed read buffer; a smaller one would make it panic.
 const MIN_BUF: usize = 8192;
 
+/// The header count hyper holds to when told none: its header table is then a stack array
+/// built at no cost, where a count of its own is filled in per request (on the heap above
+/// 100), so this count is left to hyper.
+const HYPER_MAX_HEADERS: usize = 100;
+
 /// What one listener accepts; [`Limits::default`] is what local mode runs with.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Limits {
@@ -55,6 +60,8 @@ pub struct Limits {
     pub body_read: Duration,
     /// Largest request head (request line and headers), in bytes.
     pub max_head: usize,
+    /// Most headers in a request head.
+    pub max_headers: usize,
     /// Largest read buffer of a connection (at least 8 KiB): bounds a head still arriving.
     pub max_buf: usize,
     /// Largest request body outside `/_skyhost/`.
@@ -69,6 +76,7 @@ impl Default for Limits {
             header_read: Duration::from_secs(10),
             body_read: Duration::from_secs(30),
             max_head: 32 * 1024,
+            max_headers: HYPER_MAX_HEADERS,
             max_buf: 64 * 1024,
             max_body: MAX_REQUEST_BODY,
             max_connections: 1024,
@@ -80,12 +88,13 @@ impl Limits {
     /// An HTTP/1.1 connection builder holding the head limits and the head timeout.
     pub fn http1(&self) -> http1::Builder {
         let mut b = http1::Builder::new();
-        // The header count stays at hyper's default of 100: setting it, even to 100,
-        // moves the header table of every request from the stack to the heap.
         b.timer(TokioTimer::new())
             .header_read_timeout(self.header_read)
             .max_header_size(self.max_head)
             .max_buf_size(self.max_buf.max(MIN_BUF));
+        if self.max_headers != HYPER_MAX_HEADERS {
+            b.max_headers(self.max_headers);
+        }
         b
     }
 

@@ -294,6 +294,26 @@ async fn oversized_heads_are_refused_431() {
         assert_eq!(r.status(), 431, "{}", &r.text[..r.text.len().min(200)]);
         assert!(r.closed);
     }
+    // A smaller header count holds too.
+    let l = listen(
+        Limits {
+            max_headers: 10,
+            ..Limits::default()
+        },
+        false,
+    )
+    .await;
+    for (count, want) in [(8, 200), (9, 431)] {
+        // `Host` and `Connection` make two more.
+        let extra: String = (0..count).map(|i| format!("X-H{i}: v\r\n")).collect();
+        let req = format!(
+            "GET /index.html HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n{extra}\r\n",
+            l.host
+        );
+        let r = exchange(l.addr, req.as_bytes(), WAIT).await;
+        assert_eq!(r.status(), want, "{count} headers and two: {}", r.text);
+    }
+    let h = &l.host;
     // An unfinished head is refused once it fills the head buffer, not buffered on while
     // it keeps coming. The 431 may be lost to the reset of a socket closed with bytes
     // unread; the close is what counts.
