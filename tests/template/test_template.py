@@ -695,16 +695,23 @@ def test_optional_settings_reach_every_region(
         assert origin.get("REDIS_URL") == (redis or None)
         # The distribution exists once, in the primary, and only when enabled.
         assert stack.exists("EdgeDistribution") == (cloudfront and primary)
-        # *.SitesDomainName goes by latency to every region's API, or else to CloudFront.
-        to_api = bool(sites) and not cloudfront
-        for name in ("SitesApiDomain", "SitesApiMapping", "SitesLatencyRecord"):
-            assert stack.exists(name) == to_api, name
-        assert stack.exists("SitesEdgeRecord") == (bool(sites) and cloudfront and primary)
-        if to_api:
-            record = stack.eval(template["Resources"]["SitesLatencyRecord"]["Properties"])
-            assert record["Name"] == "*.sites.example"
+        # Every region has a latency record of sites.DomainName to its API, CloudFront or
+        # not; *.SitesDomainName, the primary's alone, aliases that name or CloudFront.
+        for name in ("SitesApiDomain", "SitesApiMapping", "SitesOriginRecord"):
+            assert stack.exists(name) == bool(sites), name
+        assert stack.exists("SitesLatencyRecord") == (bool(sites) and primary)
+        assert stack.exists("SitesEdgeRecordIpv6") == (bool(sites) and cloudfront and primary)
+        if sites:
+            record = stack.eval(template["Resources"]["SitesOriginRecord"]["Properties"])
+            assert record["Name"] == "sites.o.example"
             assert record["Region"] == record["SetIdentifier"] == region
             assert record["HealthCheckId"] == "<HealthCheck>"
+            assert record["AliasTarget"]["DNSName"] == "<SitesApiDomain.RegionalDomainName>"
+        if sites and primary:
+            public = stack.eval(template["Resources"]["SitesLatencyRecord"]["Properties"])
+            assert public["Name"] == "*.sites.example"
+            expected = "<EdgeDistribution.DomainName>" if cloudfront else "sites.o.example"
+            assert public["AliasTarget"]["DNSName"] == expected
 
 
 # ---------------------------------------------------------------------------- fixtures
