@@ -592,6 +592,14 @@ SCENARIOS: dict[str, list[Step]] = {
         Rollout(REPLICAS_FIRST),
         Rollout(EVERY + [R3], WITH_R3),
     ],
+    # A simple *.SitesDomainName record cannot become a latency one in place: the
+    # documented way goes through one deploy of the primary without SitesDomainName.
+    "upgrade from the earlier arrangement created with cloudfront on": [
+        Rollout(EVERY, CLOUDFRONT_ON, template="earlier"),
+        Rollout([P], {"SitesDomainName": ""}),
+        Rollout(EVERY, {"SitesDomainName": "sites.skyhost.example"}),
+        Rollout(EVERY, CLOUDFRONT_OFF),
+    ],
 }
 
 
@@ -637,6 +645,16 @@ def test_the_earlier_arrangement_fails_when_cloudfront_turns_on(templates: dict[
             templates,
             [Rollout(EVERY, template="earlier"), Rollout(EVERY, CLOUDFRONT_ON, template="earlier")],
         )
+
+
+def test_the_earlier_arrangement_with_cloudfront_needs_the_documented_detour(
+    templates: dict[str, dict],
+) -> None:
+    """Stacks the earlier template created with CloudFront on hold a simple record of
+    *.SitesDomainName, which no deploy can turn into a latency one in place."""
+    with pytest.raises(Violation, match=r"step 2 .* update of us-west-2's stack, creating "
+                       r"SitesLatencyRecord.*another routing policy"):
+        replay(templates, [Rollout(EVERY, CLOUDFRONT_ON, template="earlier"), Rollout(EVERY)])
 
 
 def rec(name: str, owner: str = P, routing: str = "simple", set_id: str | None = None,
