@@ -44,6 +44,11 @@ impl FsBlobStore {
         for d in [s.root.join("objects"), s.root.join("tmp")] {
             std::fs::create_dir_all(&d).map_err(|e| s.io(e))?;
         }
+        // Whoever opens the bucket next (a deploy run again, `local up`) clears what a
+        // killed writer left.
+        if let Err(e) = s.remove_stale_temp() {
+            tracing::warn!(bucket, error = %e, "removing stale temp files failed");
+        }
         Ok(s)
     }
 
