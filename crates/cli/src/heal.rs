@@ -25,16 +25,14 @@ pub fn copier(backend: &Backend) -> Copier {
         .with_meta(Arc::clone(&backend.meta))
 }
 
-/// Before `m` goes live: copies into every replica the keys it adds over the live
-/// deployment, and waits until every replica holds them (the copier may be copying the
-/// same keys; copies are idempotent). Fails after `timeout`, leaving `m` inactive.
+/// Before `m` goes live: copies into every replica what it lacks of `m`, and waits until
+/// every replica holds all of it (the copier may be copying the same keys; copies are
+/// idempotent). Every key is checked, not only those new over the live deployment: one
+/// listing per region, and the promise holds even if an earlier check was lost. Fails
+/// after `timeout`, leaving `m` inactive.
 pub async fn wait_replicas(backend: &Backend, m: &Manifest, timeout: Duration) -> Result<()> {
     let copier = copier(backend);
-    let live = match backend.meta.site(&m.site).await?.and_then(|s| s.active) {
-        Some(d) => repair::load_manifest(copier.source(), &m.site, &d).await?,
-        None => None,
-    };
-    let wanted = repair::added_keys(m, live.as_ref());
+    let wanted = repair::manifest_keys(m);
     let start = Instant::now();
     loop {
         let last = match copier.check_keys(&m.site, &wanted, true).await {
