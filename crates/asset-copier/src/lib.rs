@@ -5,6 +5,10 @@
 //! hash is skipped) and atomic (a copy cut short never leaves a partial object visible),
 //! so a failed invocation is simply retried by Lambda and, in the end, dead-lettered.
 //! Local mode drives the same [`Copier`] from the embedded buckets' event feed.
+//!
+//! It also heals what copies missed: the activation check ([`activation`], on the sites
+//! table's stream) and the scheduled sweep ([`sweep`]) run the repair code of
+//! `skyhost verify` ([`repair`]).
 
 pub mod activation;
 pub mod event;
