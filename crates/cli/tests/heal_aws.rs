@@ -86,6 +86,17 @@ async fn the_activation_check_copies_what_a_replica_lacks() {
         skyhost_cli::verify::verify(&b, false).await.unwrap().len(),
         2
     );
+    // Status counts, per region, the blobs the live deployment still lacks there.
+    let shop = SiteId::parse("shop").unwrap();
+    let missing = |st: &[skyhost_cli::status::SiteStatus]| -> Vec<Option<usize>> {
+        st[0].regions.iter().map(|r| r.missing_blobs).collect()
+    };
+    let st = skyhost_cli::status::status(&b, Some(&shop)).await.unwrap();
+    assert_eq!(
+        missing(&st),
+        vec![Some(0), Some(all.len()), Some(all.len())]
+    );
+    assert!(skyhost_cli::status::render(&st).contains(&format!("({} blobs missing)", all.len())));
     let Handled::Activations(r) = copier
         .handle_any(stream_batch(&feed, &mut cursor).await)
         .await
@@ -107,6 +118,10 @@ async fn the_activation_check_copies_what_a_replica_lacks() {
         .await
         .unwrap()
         .is_empty());
+
+    let st = skyhost_cli::status::status(&b, Some(&shop)).await.unwrap();
+    assert_eq!(missing(&st), vec![Some(0); 3]);
+    assert!(!skyhost_cli::status::render(&st).contains("missing"));
 
     // The next activation checks only the keys it adds: one changed file.
     std::fs::write(dir.join("about.html"), "<h1>about, again</h1>").unwrap();
