@@ -45,13 +45,17 @@ pub fn scope_of(payload: &serde_json::Value) -> Option<Result<Scope, String>> {
     )
 }
 
+/// Slack for the clock of whoever wrote a site record (the CLI's machine) running behind
+/// the sweep's: a site changed shortly before the last sweep started is checked again.
+pub const CLOCK_SLACK_SECS: i64 = 600;
+
 /// Whether a sweep of `scope` checks `site`, the last sweep having started at
 /// `last_started`. A site without a live deployment has nothing to check.
 pub fn due(site: &Site, scope: Scope, last_started: Option<i64>) -> bool {
     site.active.is_some()
         && match (scope, last_started) {
             (Scope::Full, _) | (Scope::Changed, None) => true,
-            (Scope::Changed, Some(t)) => site.updated >= t,
+            (Scope::Changed, Some(t)) => site.updated >= t.saturating_sub(CLOCK_SLACK_SECS),
         }
 }
 
@@ -208,13 +212,16 @@ mod tests {
     #[test]
     fn which_sites_a_sweep_checks() {
         // (site updated, live?, scope, last sweep started, checked?)
+        let t = 10_000;
+        let slack = CLOCK_SLACK_SECS;
         let cases = [
-            (100, true, Scope::Changed, Some(50), true),
-            (50, true, Scope::Changed, Some(50), true),
-            (49, true, Scope::Changed, Some(50), false),
-            (49, true, Scope::Changed, None, true),
-            (49, true, Scope::Full, Some(50), true),
-            (100, false, Scope::Full, None, false),
+            (t + 1, true, Scope::Changed, Some(t), true),
+            (t, true, Scope::Changed, Some(t), true),
+            (t - slack, true, Scope::Changed, Some(t), true),
+            (t - slack - 1, true, Scope::Changed, Some(t), false),
+            (t - slack - 1, true, Scope::Changed, None, true),
+            (t - slack - 1, true, Scope::Full, Some(t), true),
+            (t, false, Scope::Full, None, false),
         ];
         for (i, (updated, live, scope, last, want)) in cases.into_iter().enumerate() {
             assert_eq!(due(&site(updated, live), scope, last), want, "case {i}");

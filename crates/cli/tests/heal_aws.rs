@@ -161,7 +161,9 @@ async fn the_sweep_repairs_and_counts_sweeps_in_a_row_that_repaired() {
 
     // First sweep: no state yet, so every live site is checked, and the gaps repaired.
     deploy(&b, &opts(&dir)).await.unwrap();
-    let r = copier.sweep(Scope::Changed, now + 5).await.unwrap();
+    // (It starts a clock slack after the deploy, as if an hour had passed.)
+    let first = now + skyhost_asset_copier::sweep::CLOCK_SLACK_SECS + 10;
+    let r = copier.sweep(Scope::Changed, first).await.unwrap();
     assert_eq!(r.sites, 1);
     assert!(r.repaired > 0 && r.unrepaired == 0, "{r:?}");
     assert_eq!(r.streak, 1);
@@ -171,7 +173,7 @@ async fn the_sweep_repairs_and_counts_sweeps_in_a_row_that_repaired() {
         .is_empty());
 
     // A sweep of the sites changed since then checks none; the streak ends.
-    let r = copier.sweep(Scope::Changed, now + 10).await.unwrap();
+    let r = copier.sweep(Scope::Changed, first + 3600).await.unwrap();
     assert_eq!((r.sites, r.repaired, r.streak), (0, 0, 0), "{r:?}");
 
     // Two sweeps in a row that repair: the streak the alarm watches reaches 2.
