@@ -64,6 +64,7 @@ DECODERS = {
     "DynamoDB": re.compile(r"\bdynamodb::(?:\{[^}]*\b)?Event\b"),
     "S3": re.compile(r"\bS3Event\b"),
     "SQS": re.compile(r"\bSqsEvent\b"),
+    "Schedule": re.compile(r'\.get\("sweep"\)'),
 }
 
 
@@ -742,3 +743,64 @@ def test_notify_fixture_is_signed_with_the_documented_secret(name: str) -> None:
     body = json.loads(raw)
     assert body["record"]["revision"] == body["revision"]
     assert int(event["headers"]["content-length"]) == len(raw)
+
+
+# ---------------------------------------------------------------------------- self-healing
+
+
+def test_copier_checks_activations_on_the_stream_and_sweeps_on_schedules(template: dict) -> None:
+    res = template["Resources"]
+    events = res["AssetCopierFunction"]["Properties"]["Events"]
+    [stream] = [e["Properties"] for e in events.values() if e["Type"] == "DynamoDB"]
+    assert stream["Stream"] == {"Fn::GetAtt": ["SitesTable", "StreamArn"]}
+    assert stream["BisectBatchOnFunctionError"] is True
+    assert 0 <= stream["MaximumRetryAttempts"] <= 100
+    assert stream["DestinationConfig"]["OnFailure"]["Destination"] == {
+        "Fn::GetAtt": ["AssetCopierDeadLetterQueue", "Arn"]
+    }
+    # The filter keeps every site record as it is after the change (activations among them).
+    patterns = [json.loads(f["Pattern"]) for f in stream["FilterCriteria"]["Filters"]]
+    batch = json.loads((EVENTS / "dynamodb-stream-mixed.json").read_text())["Records"]
+    kept = [r for r in batch if any(pattern_matches(p, r) for p in patterns)]
+    with_new_site = [
+        r for r in batch if r["dynamodb"].get("NewImage", {}).get("kind", {}).get("S") == "site"
+    ]
+    assert kept == with_new_site and kept
+
+    schedules = {
+        json.loads(e["Properties"]["Input"])["sweep"]: e["Properties"]["Schedule"]
+        for e in events.values()
+        if e["Type"] == "Schedule"
+    }
+    assert schedules == {
+        "changed": {"Ref": "SweepSchedule"},
+        "full": {"Ref": "FullSweepSchedule"},
+    }
+    params = template["Parameters"]
+    assert params["SweepSchedule"]["Default"] == "rate(1 hour)"
+    assert params["FullSweepSchedule"]["Default"] == "rate(1 day)"
+    for p in ("SweepSchedule", "FullSweepSchedule"):
+        allowed = re.compile(params[p]["AllowedPattern"])
+        assert allowed.match(params[p]["Default"])
+        assert allowed.match("cron(0 * * * ? *)")
+        assert not allowed.match("every hour")
+
+    # The alarm watches the streak the sweep emits (crates/asset-copier/src/sweep.rs).
+    alarm = res["SweepRepairStreakAlarm"]["Properties"]
+    sweep_src = (ROOT / "crates/asset-copier/src/sweep.rs").read_text()
+    assert f'name: "{alarm["MetricName"]}"' in sweep_src
+    [dim] = alarm["Dimensions"]
+    assert f'("{dim["Name"]}", "{dim["Value"]}")' in sweep_src
+    assert alarm["Namespace"] == "Skyhost"
+    assert (alarm["Threshold"], alarm["ComparisonOperator"]) == (2, "GreaterThanOrEqualToThreshold")
+    assert alarm["TreatMissingData"] == "ignore"
+
+    # The sweep keeps its state where the role lets it write, outside the copied prefix.
+    state = re.search(r'STATE_KEY: &str = "([^"]+)"', sweep_src).group(1)
+    statement = next(
+        s
+        for s in res["AssetCopierRole"]["Properties"]["Policies"][0]["PolicyDocument"]["Statement"]
+        if s.get("Sid") == "SweepState"
+    )
+    assert statement["Resource"]["Fn::Sub"].endswith("/" + state.split("/")[0] + "/*")
+    assert not state.startswith("sites/")

@@ -131,6 +131,15 @@ pub enum Invocation {
     Test,
 }
 
+/// The `eventSource` of a payload's first record, if it has records.
+pub fn records_source(v: &serde_json::Value) -> Option<&str> {
+    v.get("Records")?
+        .as_array()?
+        .first()?
+        .get("eventSource")?
+        .as_str()
+}
+
 /// Recognises a payload by its records' `eventSource` (`aws:s3` or `aws:sqs`).
 pub fn invocation(v: serde_json::Value) -> Result<Invocation, String> {
     if is_test_event(&v) {

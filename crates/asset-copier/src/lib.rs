@@ -5,10 +5,17 @@
 //! hash is skipped) and atomic (a copy cut short never leaves a partial object visible),
 //! so a failed invocation is simply retried by Lambda and, in the end, dead-lettered.
 //! Local mode drives the same [`Copier`] from the embedded buckets' event feed.
+//!
+//! It also heals what copies missed: the activation check ([`activation`], on the sites
+//! table's stream) and the scheduled sweep ([`sweep`]) run the repair code of
+//! `skyhost verify` ([`repair`]).
 
+pub mod activation;
 pub mod event;
 pub mod multipart;
+pub mod repair;
 pub mod s3copy;
+pub mod sweep;
 
 use aws_lambda_events::event::s3::{S3Event, S3EventRecord};
 use aws_lambda_events::event::sqs::SqsEvent;
@@ -18,6 +25,7 @@ use skyhost_meta::blob::s3::S3BlobStore;
 use skyhost_meta::blob::{BlobError, BlobStore, ObjectMeta};
 use skyhost_meta::config::{env_req, parse_pairs, ConfigError, SdkConfigCell};
 use skyhost_meta::metrics::{Metric, Metrics, Unit};
+use skyhost_meta::store::MetaStore;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -136,6 +144,39 @@ pub enum CopyError {
     BadEvent(String),
 }
 
+/// What an invocation did, by its kind.
+#[derive(Debug, Serialize)]
+#[serde(untagged)]
+pub enum Handled {
+    /// Objects copied on S3 events.
+    Copy(CopyReport),
+    /// Activations checked.
+    Activations(activation::ActivationReport),
+    /// A sweep.
+    Sweep(sweep::SweepReport),
+}
+
+/// Why an invocation failed (Lambda retries it).
+#[derive(Debug, thiserror::Error)]
+pub enum HandleError {
+    /// Copies on S3 events.
+    #[error(transparent)]
+    Copy(#[from] CopyError),
+    /// An activation check.
+    #[error(transparent)]
+    Activation(#[from] activation::ActivationError),
+    /// A sweep.
+    #[error("sweep: {0}")]
+    Sweep(#[from] repair::RepairError),
+}
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
 /// Whether a destination object is the source object: same size, and same SHA-256 when
 /// both record it (the rule of [`BlobStore::copy_from`]).
 pub fn already_there(src: &ObjectMeta, dst: Option<&ObjectMeta>) -> bool {
@@ -154,6 +195,10 @@ pub struct Copier {
     replicas: Vec<(String, Arc<dyn BlobStore>)>,
     opts: CopyOptions,
     metrics: Metrics,
+    /// The primary region's name, in repair reports.
+    source_region: String,
+    /// The sites table: the sweep lists the sites from it.
+    meta: Option<Arc<dyn MetaStore>>,
 }
 
 type Outcome = Result<Transfer, Failure>;
@@ -171,7 +216,41 @@ impl Copier {
             replicas,
             opts,
             metrics: Metrics::stdout(),
+            source_region: "primary".into(),
+            meta: None,
         }
+    }
+
+    /// The same copier naming the primary region `region` in its reports.
+    pub fn with_source_region(mut self, region: &str) -> Self {
+        region.clone_into(&mut self.source_region);
+        self
+    }
+
+    /// The same copier able to sweep the sites of `meta` ([`Copier::sweep`]).
+    pub fn with_meta(mut self, meta: Arc<dyn MetaStore>) -> Self {
+        self.meta = Some(meta);
+        self
+    }
+
+    /// The primary bucket.
+    pub fn source(&self) -> &dyn BlobStore {
+        self.source.as_ref()
+    }
+
+    /// The primary region's name.
+    pub fn source_region(&self) -> &str {
+        &self.source_region
+    }
+
+    /// The metrics sink.
+    pub(crate) fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    /// How many copies run at once.
+    pub(crate) fn concurrency(&self) -> usize {
+        self.opts.concurrency.max(1)
     }
 
     /// The same copier emitting its metrics to `metrics` (local mode: discard).
@@ -201,7 +280,14 @@ impl Copier {
                 ))
             })?;
         let conf = skyhost_meta::config::aws(&region).await;
-        let copier = Copier::s3(
+        // The sweep's table client is built on first use: copies never need it.
+        let table = skyhost_meta::config::env_opt("SKYHOST_TABLE").map(|t| {
+            let cell = SdkConfigCell::ready(conf.clone());
+            Arc::new(skyhost_meta::store::dynamodb::DynamoStore::deferred(
+                cell, t,
+            )) as Arc<dyn MetaStore>
+        });
+        let mut copier = Copier::s3(
             conf,
             primary.clone(),
             replicas,
@@ -209,7 +295,11 @@ impl Copier {
                 multipart_threshold: threshold,
                 ..CopyOptions::default()
             },
-        );
+        )
+        .with_source_region(&region);
+        if let Some(t) = table {
+            copier = copier.with_meta(t);
+        }
         tracing::info!(
             region,
             primary,
@@ -287,6 +377,22 @@ impl Copier {
                 Ok(CopyReport::default())
             }
         }
+    }
+
+    /// The Lambda's entry point: a sweep (`{"sweep": …}`, from the schedules), a batch of
+    /// the sites table's stream (activation checks), or S3 events ([`Copier::handle_json`]).
+    pub async fn handle_any(&self, payload: serde_json::Value) -> Result<Handled, HandleError> {
+        if let Some(scope) = sweep::scope_of(&payload) {
+            let scope = scope.map_err(|e| HandleError::Copy(CopyError::BadEvent(e)))?;
+            return Ok(Handled::Sweep(self.sweep(scope, unix_now()).await?));
+        }
+        if event::records_source(&payload) == Some("aws:dynamodb") {
+            let e = serde_json::from_value(payload).map_err(|e| {
+                HandleError::Copy(CopyError::BadEvent(format!("stream event: {e}")))
+            })?;
+            return Ok(Handled::Activations(self.handle_activations(e).await?));
+        }
+        Ok(Handled::Copy(self.handle_json(payload).await?))
     }
 
     async fn copy_records(
@@ -406,20 +512,7 @@ impl Copier {
                 })
                 .collect()
         };
-        let head = async {
-            match self.source.as_s3() {
-                Some(s3) => s3copy::head(s3, key).await.map(|h| {
-                    h.map(|h| {
-                        let meta = ObjectMeta {
-                            size: h.size,
-                            sha256: h.sha256().map(str::to_owned),
-                        };
-                        (meta, Some(h))
-                    })
-                }),
-                None => self.source.head(key).await.map(|m| m.map(|m| (m, None))),
-            }
-        };
+        let head = self.source_head(key);
         // The head is polled first: it goes out (a name lookup on the blocking pool, then
         // the connection) before the replicas' clients, if not built yet, are built.
         let (source, ()) = futures::future::join(head, self.replica_clients()).await;
@@ -453,6 +546,42 @@ impl Copier {
             }
         });
         futures::future::join_all(copies).await
+    }
+
+    /// The source object's metadata (and, from S3, what a server-side copy needs).
+    async fn source_head(
+        &self,
+        key: &str,
+    ) -> Result<Option<(ObjectMeta, Option<s3copy::SourceHead>)>, BlobError> {
+        match self.source.as_s3() {
+            Some(s3) => s3copy::head(s3, key).await.map(|h| {
+                h.map(|h| {
+                    let meta = ObjectMeta {
+                        size: h.size,
+                        sha256: h.sha256().map(str::to_owned),
+                    };
+                    (meta, Some(h))
+                })
+            }),
+            None => self.source.head(key).await.map(|m| m.map(|m| (m, None))),
+        }
+    }
+
+    /// Copies one key into one replica (server-side between S3 buckets), unless it is
+    /// there already: the repair of a gap that anti-entropy found.
+    pub(crate) async fn repair_key(
+        &self,
+        key: &str,
+        dst: &dyn BlobStore,
+    ) -> Result<Method, BlobError> {
+        self.replica_clients().await;
+        let Some((meta, s3_head)) = self.source_head(key).await? else {
+            return Err(BlobError::Backend {
+                bucket: self.source.bucket().to_owned(),
+                message: format!("{key} is not in the primary bucket"),
+            });
+        };
+        self.copy_one(key, &meta, s3_head.as_ref(), dst).await
     }
 
     async fn copy_one(

@@ -43,7 +43,7 @@ pub enum Command {
         /// Upload and record it, but leave the active deployment as it is.
         #[arg(long)]
         no_activate: bool,
-        /// Activate only once every replica bucket holds every blob.
+        /// Copy what the replica buckets lack, and activate only once they hold every blob.
         #[arg(long)]
         wait_replicas: bool,
         /// How long --wait-replicas waits, in seconds.

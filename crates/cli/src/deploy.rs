@@ -541,30 +541,7 @@ pub async fn missing_in(
 }
 
 async fn wait_for_replicas(backend: &Backend, m: &Manifest, timeout: Duration) -> Result<()> {
-    let needed = needed_keys(m);
-    let start = std::time::Instant::now();
-    for r in &backend.replicas {
-        loop {
-            let missing = missing_in(r.bucket.as_ref(), &m.site, &needed).await?;
-            if missing.is_empty() {
-                break;
-            }
-            if start.elapsed() > timeout {
-                bail!(
-                    "region {} still lacks {} of {} objects after {:?}; deployment {} is uploaded but NOT active (activate it later with `skyhost rollback --site {} --to {}`)",
-                    r.name,
-                    missing.len(),
-                    needed.len(),
-                    timeout,
-                    m.deployment,
-                    m.site,
-                    m.deployment
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-    Ok(())
+    crate::heal::wait_replicas(backend, m, timeout).await
 }
 
 #[cfg(test)]

@@ -16,6 +16,9 @@ pub struct RegionView {
     pub health: String,
     /// The deployment the region serves for the site (from `X-Skyhost-Deployment`).
     pub serving: Option<String>,
+    /// Blobs of the live deployment the region's bucket still lacks (`None`: not known,
+    /// the bucket could not be read).
+    pub missing_blobs: Option<usize>,
 }
 
 /// A site's status.
@@ -67,12 +70,20 @@ pub async fn status(backend: &Backend, site: Option<&SiteId>) -> Result<Vec<Site
     };
     let mut out = Vec::new();
     for s in sites {
+        let missing = match crate::heal::missing_per_region(backend, &s).await {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::warn!(site = %s.id, error = %e, "could not count the blobs each region lacks");
+                Vec::new()
+            }
+        };
         let mut regions = Vec::new();
         for r in backend.regions() {
             regions.push(RegionView {
                 region: r.name.clone(),
                 health: health(&client, r.endpoint.as_deref()).await,
                 serving: serving(&client, r.endpoint.as_deref(), &s).await,
+                missing_blobs: missing.iter().find(|(n, _)| *n == r.name).map(|(_, c)| *c),
             });
         }
         out.push(SiteStatus { site: s, regions });
@@ -111,11 +122,12 @@ pub fn render(statuses: &[SiteStatus]) -> String {
                 _ => "",
             };
             out.push_str(&format!(
-                "  {:<16} {:<18} {}{}\n",
+                "  {:<16} {:<18} {}{}{}\n",
                 r.region,
                 r.health,
                 r.serving.as_deref().unwrap_or("-"),
-                mark
+                mark,
+                missing_note(r.missing_blobs)
             ));
         }
     }
@@ -123,6 +135,14 @@ pub fn render(statuses: &[SiteStatus]) -> String {
         out.push_str("no sites yet: deploy one with `skyhost deploy DIR --site NAME`\n");
     }
     out
+}
+
+/// What the table says of a region's missing blobs: nothing once it holds them all.
+fn missing_note(missing: Option<usize>) -> String {
+    match missing {
+        Some(n) if n > 0 => format!("  ({n} blobs missing)"),
+        _ => String::new(),
+    }
 }
 
 /// Sets or clears a region's maintenance flag: its health check answers 503, so Route 53
@@ -140,4 +160,22 @@ pub async fn set_maintenance(backend: &Backend, region: &str, on: bool) -> Resul
         })
         .await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn missing_blobs_show_only_while_some_are_missing() {
+        let cases = [
+            (None, ""),
+            (Some(0), ""),
+            (Some(1), "  (1 blobs missing)"),
+            (Some(7), "  (7 blobs missing)"),
+        ];
+        for (n, want) in cases {
+            assert_eq!(missing_note(n), want, "{n:?}");
+        }
+    }
 }

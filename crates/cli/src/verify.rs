@@ -1,11 +1,11 @@
 //! `skyhost verify [--repair]`: anti-entropy. Every blob of every active manifest must be
 //! in every region's bucket; with `--repair`, what is missing is copied from the primary.
+//! The scheduled sweep and the activation check run the same repair code
+//! (`skyhost_asset_copier::repair`).
 
 use crate::backend::Backend;
-use crate::deploy::{missing_in, needed_keys};
-use anyhow::{Context, Result};
+use anyhow::Result;
 use serde::Serialize;
-use skyhost_meta::{keys, Manifest};
 
 /// What verify found for one site and region.
 #[derive(Debug, Serialize)]
@@ -22,41 +22,19 @@ pub struct Gap {
 
 /// Checks (and with `repair`, fixes) every region.
 pub async fn verify(backend: &Backend, repair: bool) -> Result<Vec<Gap>> {
+    let copier = crate::heal::copier(backend);
     let mut gaps = Vec::new();
     for site in backend.meta.sites().await? {
-        let Some(active) = &site.active else { continue };
-        let mkey = keys::manifest(&site.id, active);
-        let body = backend
-            .primary
-            .bucket
-            .get(&mkey, None)
-            .await?
-            .with_context(|| format!("the primary bucket lacks {mkey}: the active deployment of {} cannot be verified", site.id))?
-            .collect()
-            .await?;
-        let manifest: Manifest =
-            serde_json::from_slice(&body).with_context(|| format!("{mkey} does not parse"))?;
-        let needed = needed_keys(&manifest);
         // The primary is checked too: a blob missing there cannot be repaired from it.
-        for r in backend.regions() {
-            let missing = missing_in(r.bucket.as_ref(), &site.id, &needed).await?;
-            if missing.is_empty() {
-                continue;
-            }
-            let mut repaired = 0;
-            if repair && r.name != backend.primary.name {
-                for k in &missing {
-                    r.bucket
-                        .copy_from(backend.primary.bucket.as_ref(), k)
-                        .await?;
-                    repaired += 1;
-                }
+        for g in copier.check_site(&site, repair).await? {
+            for e in &g.errors {
+                tracing::warn!(site = %g.site, region = %g.region, error = %e, "not repaired");
             }
             gaps.push(Gap {
-                site: site.id.to_string(),
-                region: r.name.clone(),
-                missing,
-                repaired,
+                site: g.site,
+                region: g.region,
+                missing: g.missing,
+                repaired: g.repaired,
             });
         }
     }

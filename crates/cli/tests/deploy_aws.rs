@@ -131,25 +131,14 @@ async fn basic_auth_passwords_never_stored_in_plain_text() {
 }
 
 #[tokio::test]
-async fn wait_replicas_then_verify_repair_and_rollback() {
+async fn verify_repair_then_wait_replicas_and_rollback() {
     let b = backend().await;
     let tmp = tempfile::tempdir().unwrap();
     let dir = common::example_site(tmp.path());
     let site = SiteId::parse("shop").unwrap();
     let first = deploy(&b, &opts(&dir)).await.unwrap();
 
-    // No copier runs here: --wait-replicas gives up and leaves the deployment inactive.
-    std::fs::write(dir.join("about.html"), "<h1>new about</h1>").unwrap();
-    let mut o = opts(&dir);
-    o.wait_replicas = true;
-    let err = deploy(&b, &o).await.unwrap_err().to_string();
-    assert!(err.contains("NOT active"), "{err}");
-    assert_eq!(
-        b.meta.site(&site).await.unwrap().unwrap().active.as_ref(),
-        Some(&first.deployment)
-    );
-
-    // Anti-entropy finds the replicas empty and repairs them from the primary.
+    // No copier runs here: anti-entropy finds the replicas empty and repairs them.
     let gaps = skyhost_cli::verify::verify(&b, false).await.unwrap();
     assert_eq!(gaps.len(), 2, "both replicas lack the active deployment");
     assert!(gaps
@@ -162,24 +151,36 @@ async fn wait_replicas_then_verify_repair_and_rollback() {
         .unwrap()
         .is_empty());
 
-    // The waiting deploy now succeeds once the replicas hold everything it needs.
-    let pending = b.meta.deployments(&site).await.unwrap()[0].id.clone();
-    let repaired_all = async {
-        for r in &b.replicas {
-            let (m, _) = manifest(&b, &site, &pending).await;
-            for k in skyhost_cli::deploy::needed_keys(&m) {
-                r.bucket
-                    .copy_from(b.primary.bucket.as_ref(), &k)
-                    .await
-                    .unwrap();
-            }
+    // --wait-replicas copies what the replicas lack itself, then activates.
+    std::fs::write(dir.join("about.html"), "<h1>new about</h1>").unwrap();
+    let mut o = opts(&dir);
+    o.wait_replicas = true;
+    let second = deploy(&b, &o).await.unwrap();
+    assert_eq!(
+        second.site.as_ref().unwrap().active.as_ref(),
+        Some(&second.deployment)
+    );
+    let (m, _) = manifest(&b, &site, &second.deployment).await;
+    for r in &b.replicas {
+        for k in skyhost_cli::deploy::needed_keys(&m) {
+            assert!(r.bucket.head(&k).await.unwrap().is_some(), "{} {k}", r.name);
         }
-    };
-    repaired_all.await;
-    let s = skyhost_cli::rollback::rollback(&b, &site, Some(&pending))
-        .await
-        .unwrap();
-    assert_eq!(s.active.as_ref(), Some(&pending));
+    }
+
+    // A replica that cannot be written: the deploy gives up and stays inactive.
+    let mut broken = b.clone();
+    broken.replicas[0].bucket = std::sync::Arc::new(skyhost_meta::blob::s3::S3BlobStore::new(
+        skyhost_meta::config::s3(&skyhost_testkit::aws(REGIONS[1]).await),
+        skyhost_testkit::unique("no-such-bucket"),
+    ));
+    std::fs::write(dir.join("about.html"), "<h1>newer about</h1>").unwrap();
+    let err = deploy(&broken, &o).await.unwrap_err().to_string();
+    assert!(err.contains("NOT active"), "{err}");
+    assert_eq!(
+        b.meta.site(&site).await.unwrap().unwrap().active.as_ref(),
+        Some(&second.deployment)
+    );
+
     // Rollback without --to goes back to the one before.
     let s = skyhost_cli::rollback::rollback(&b, &site, None)
         .await

@@ -19,14 +19,14 @@ pub const POLL: Duration = Duration::from_millis(50);
 /// Pause after a failed batch before it is retried.
 const RETRY: Duration = Duration::from_millis(500);
 
-fn load_cursor(p: &PathBuf) -> Option<String> {
+pub(crate) fn load_cursor(p: &PathBuf) -> Option<String> {
     std::fs::read_to_string(p)
         .ok()
         .map(|s| s.trim().to_owned())
         .filter(|s| !s.is_empty())
 }
 
-fn save_cursor(p: &PathBuf, c: Option<&str>) {
+pub(crate) fn save_cursor(p: &PathBuf, c: Option<&str>) {
     if let Some(c) = c {
         let tmp = p.with_extension("tmp");
         if std::fs::write(&tmp, c)
@@ -38,7 +38,7 @@ fn save_cursor(p: &PathBuf, c: Option<&str>) {
     }
 }
 
-async fn pause(stop: &mut watch::Receiver<bool>, d: Duration) -> bool {
+pub(crate) async fn pause(stop: &mut watch::Receiver<bool>, d: Duration) -> bool {
     tokio::select! {
         _ = tokio::time::sleep(d) => false,
         _ = stop.changed() => true,
@@ -123,6 +123,7 @@ pub async fn copy_assets(
     mut stop: watch::Receiver<bool>,
 ) {
     let mut cursor = load_cursor(&cursor_path);
+    let mut waiting = None;
     loop {
         let (records, next) = match bucket.events(cursor.as_deref(), 100).await {
             Ok(x) => x,
@@ -134,12 +135,21 @@ pub async fn copy_assets(
                 continue;
             }
         };
-        if records.is_empty() {
+        // An event may come before its object (the writer renames right after): only
+        // the records whose object is there go on; see `super::heal::ready_records`.
+        let ready = super::heal::ready_records(&bucket, records, &mut waiting).await;
+        let next = if ready.blocked { ready.cursor } else { next };
+        if ready.records.is_empty() {
+            if next.is_some() && next != cursor {
+                cursor = next;
+                save_cursor(&cursor_path, cursor.as_deref());
+            }
             if pause(&mut stop, POLL).await {
                 return;
             }
             continue;
         }
+        let records = ready.records;
         let event: aws_lambda_events::event::s3::S3Event =
             match serde_json::from_value(serde_json::json!({ "Records": records })) {
                 Ok(e) => e,

@@ -4,6 +4,7 @@
 
 pub mod edge;
 pub mod feeds;
+pub mod heal;
 pub mod latency;
 pub mod layout;
 pub mod up;

@@ -126,12 +126,26 @@ pub async fn up(o: UpOptions) -> Result<()> {
         .collect();
     let copier = Arc::new(
         Copier::new(primary_bucket.clone(), replicas, Default::default())
-            .with_metrics(Metrics::discard()),
+            .with_metrics(Metrics::discard())
+            .with_source_region(layout.primary())
+            .with_meta(Arc::new(store.clone())),
     );
     tasks.push(tokio::spawn(feeds::copy_assets(
         buckets[0].clone(),
-        copier,
+        copier.clone(),
         layout.cursor_path("blobs"),
+        stop_rx.clone(),
+    )));
+    // Self-healing: the activation check on the change feed, the sweep and temp cleanup.
+    tasks.push(tokio::spawn(super::heal::check_activations(
+        store.clone(),
+        copier.clone(),
+        layout.cursor_path("activations"),
+        stop_rx.clone(),
+    )));
+    tasks.push(tokio::spawn(super::heal::upkeep(
+        buckets.clone(),
+        copier,
         stop_rx.clone(),
     )));
 
