@@ -171,7 +171,7 @@ async fn notify_refuses_the_reproduced_attack_at_once() {
     assert_eq!(g.status, StatusCode::UNAUTHORIZED);
     assert_eq!(meta.reads(), 0, "a refused notification read the store");
 
-    // The largest body allowed, well signed, still goes through.
+    // A well-signed notification of a normal size still goes through.
     let sig = skyhost_meta::notify::sign(b"s2", now, &body);
     let g = post_notify(&origin, Some(&sig), body).await;
     assert_eq!(g.status, StatusCode::OK, "{}", g.text());
