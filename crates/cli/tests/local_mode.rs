@@ -239,8 +239,9 @@ async fn local_multi_region_end_to_end() {
     }
 
     // Failover drill: the EU visitor moves to the next closest region (us-west-2)
-    // within three health intervals, and comes back after heal.
-    let three = Duration::from_millis(3 * HEALTH_MS + 250);
+    // within three health intervals (after the origin's health result, reused for up to
+    // RESULT_TTL, has expired), and comes back after heal.
+    let three = Duration::from_millis(3 * HEALTH_MS + 250) + skyhost_origin::health::RESULT_TTL;
     let (ok, _, err) = skyhost(&[
         "local",
         "fail",

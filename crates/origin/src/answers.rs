@@ -33,6 +33,17 @@ pub const TTL: Duration = Duration::from_millis(250);
 /// Answers kept per thread at most.
 const MAX_ENTRIES: usize = 4096;
 
+/// Longest key kept: host, path and query, and `Accept-Encoding`. Real requests for the
+/// same few files fit easily; a longer key (a long random query, a padded header) is a
+/// one-off whose keeping would only cost memory, so it is never kept nor built.
+pub const MAX_KEY: usize = 1024;
+
+/// What an answer costs beyond its key, site, headers and body: the map entry, the
+/// answer's fields and the allocations' headers.
+const ANSWER_OVERHEAD: usize = 192;
+/// What each header of an answer costs beyond its name and value.
+const HEADER_OVERHEAD: usize = 32;
+
 /// Request headers that make an answer depend on more than the key.
 const VARYING: [header::HeaderName; 7] = [
     header::RANGE,
@@ -51,6 +62,8 @@ pub fn request_qualifies(parts: &Parts) -> bool {
 
 /// A kept answer.
 struct Answer {
+    /// What it counts against the thread's bytes ([`footprint`]).
+    size: usize,
     site: String,
     generation: u64,
     expires: Instant,
@@ -66,6 +79,8 @@ struct Local {
     /// Keys asked for once: an answer is kept from its second request on, so a stream of
     /// one-off requests does not churn the kept ones.
     seen: HashSet<String>,
+    /// Bytes of the keys in `seen`.
+    seen_bytes: usize,
     /// The key being built (reused: building it allocates nothing).
     key: String,
     /// Answers served from here.
@@ -101,27 +116,45 @@ impl Answers {
         }
     }
 
-    fn with_key<R>(&self, host: &str, parts: &Parts, f: impl FnOnce(&mut Local, &str) -> R) -> R {
+    /// Calls `f` with the request's key, unless the key would be longer than [`MAX_KEY`]
+    /// (then the request has no kept answer, and its answer is not kept).
+    fn with_key<R>(
+        &self,
+        host: &str,
+        parts: &Parts,
+        f: impl FnOnce(&mut Local, &str) -> R,
+    ) -> Option<R> {
+        let target = parts
+            .uri
+            .path_and_query()
+            .map_or(parts.uri.path(), |pq| pq.as_str());
+        let codings = parts.headers.get_all(header::ACCEPT_ENCODING);
+        // Measured before it is built, so the reused buffer never grows past the bound.
+        let len = host.len()
+            + target.len()
+            + 2
+            + codings
+                .iter()
+                .map(|v| v.to_str().map_or(UNREADABLE.len(), str::len) + 1)
+                .sum::<usize>();
+        if len > MAX_KEY {
+            return None;
+        }
         let cell = self.threads.get_or_default();
         let mut local = cell.borrow_mut();
         let mut key = std::mem::take(&mut local.key);
         key.clear();
         key.push_str(host);
         key.push('\n');
-        key.push_str(
-            parts
-                .uri
-                .path_and_query()
-                .map_or(parts.uri.path(), |pq| pq.as_str()),
-        );
+        key.push_str(target);
         key.push('\n');
-        for v in parts.headers.get_all(header::ACCEPT_ENCODING) {
-            key.push_str(v.to_str().unwrap_or("\u{fffd}"));
+        for v in codings {
+            key.push_str(v.to_str().unwrap_or(UNREADABLE));
             key.push(',');
         }
         let r = f(&mut local, &key);
         local.key = key;
-        r
+        Some(r)
     }
 
     /// The kept answer to this request, if one was made under `generation` and has not
@@ -148,6 +181,7 @@ impl Answers {
             local.served += 1;
             Some(kept)
         })
+        .flatten()
     }
 
     /// How many kept answers the calling thread has served (tests, diagnostics).
@@ -175,19 +209,26 @@ impl Answers {
         let max_bytes = self.max_bytes;
         self.with_key(host, parts, |local, key| {
             if !local.seen.contains(key) {
-                if local.seen.len() >= MAX_ENTRIES {
+                // The keys seen once get a quarter of the thread's bytes.
+                if local.seen.len() >= MAX_ENTRIES || local.seen_bytes + key.len() > max_bytes / 4 {
                     local.seen.clear();
+                    local.seen_bytes = 0;
                 }
                 local.seen.insert(key.to_owned());
+                local.seen_bytes += key.len();
                 return;
             }
-            let size = footprint(key, body.len());
+            let size = footprint(key, site, headers, body.len());
+            if size > max_bytes {
+                return;
+            }
             if local.bytes + size > max_bytes || local.map.len() >= MAX_ENTRIES {
                 // Full: start again; the answers most asked for come back first.
                 local.map.clear();
                 local.bytes = 0;
             }
             let answer = Answer {
+                size,
                 site: site.to_owned(),
                 generation,
                 expires: now + TTL,
@@ -196,17 +237,24 @@ impl Answers {
                 body: Bytes::copy_from_slice(body),
             };
             if let Some(old) = local.map.insert(key.to_owned(), answer) {
-                local.bytes -= footprint(key, old.body.len());
+                local.bytes -= old.size;
             }
             local.bytes += size;
         });
     }
 }
 
-/// What an answer counts against its thread's bytes: key, body, and about 512 bytes of
-/// headers and bookkeeping.
-fn footprint(key: &str, body: usize) -> usize {
-    key.len() + body + 512
+/// How a header value that is not text shows in a key.
+const UNREADABLE: &str = "\u{fffd}";
+
+/// What an answer counts against its thread's bytes: its key, site, every header and its
+/// body, and what holding them costs.
+fn footprint(key: &str, site: &str, headers: &HeaderMap, body: usize) -> usize {
+    let headers: usize = headers
+        .iter()
+        .map(|(name, value)| name.as_str().len() + value.len() + HEADER_OVERHEAD)
+        .sum();
+    key.len() + site.len() + headers + body + ANSWER_OVERHEAD
 }
 
 /// `headers` with every value copied, so that no other thread shares a value's memory.
@@ -325,6 +373,95 @@ mod tests {
         let local = a.threads.get().unwrap().borrow();
         assert!(local.bytes <= 4096, "{} bytes kept", local.bytes);
         assert!(!local.map.is_empty());
+    }
+
+    /// The bytes the calling thread's answers and seen keys really hold.
+    fn held(a: &Answers) -> (usize, usize) {
+        let local = a.threads.get().unwrap().borrow();
+        let answers = local
+            .map
+            .iter()
+            .map(|(k, v)| {
+                let headers: usize = v
+                    .headers
+                    .iter()
+                    .map(|(n, v)| n.as_str().len() + v.len())
+                    .sum();
+                k.len() + v.site.len() + headers + v.body.len()
+            })
+            .sum();
+        (answers, local.seen.iter().map(String::len).sum())
+    }
+
+    #[test]
+    fn headers_count_against_the_bytes() {
+        let max = 16 * 1024;
+        let a = Answers::new(max, 1024);
+        let now = Instant::now();
+        let mut h = HeaderMap::new();
+        h.insert("x-large", HeaderValue::from_str(&"v".repeat(4000)).unwrap());
+        let body = Bytes::from_static(b"small");
+        for i in 0..20 {
+            keep(
+                &a,
+                &parts(Method::GET, &format!("/f{i}"), &[]),
+                1,
+                now,
+                &h,
+                &body,
+            );
+        }
+        let (bytes, _) = held(&a);
+        assert!(bytes <= max, "{bytes} bytes held for a cap of {max}");
+        assert!(bytes > 0, "nothing kept");
+        // An answer larger than the whole cap is not kept at all.
+        let mut huge = HeaderMap::new();
+        huge.insert("x-huge", HeaderValue::from_str(&"v".repeat(max)).unwrap());
+        let p = parts(Method::GET, "/huge", &[]);
+        keep(&a, &p, 1, now, &huge, &body);
+        assert_eq!(answer(&a, "s.test", &p, 1, now), None);
+        assert!(held(&a).0 > 0, "a too-large answer emptied the others");
+    }
+
+    #[test]
+    fn long_keys_are_never_kept() {
+        let a = Answers::new(1 << 20, 1024);
+        let now = Instant::now();
+        let h = HeaderMap::new();
+        let body = Bytes::from_static(b"x");
+        let long_query = format!("/a?{}", "q".repeat(MAX_KEY));
+        let coding = "gzip, ".repeat(MAX_KEY / 6 + 1);
+        let cases = [
+            parts(Method::GET, &long_query, &[]),
+            parts(Method::GET, "/a", &[("accept-encoding", &coding)]),
+        ];
+        for p in &cases {
+            keep(&a, p, 1, now, &h, &body);
+            assert_eq!(answer(&a, "s.test", p, 1, now), None);
+        }
+        let local = a.threads.get().map(|l| l.borrow().seen.len());
+        assert_eq!(local.unwrap_or(0), 0, "a long key was remembered");
+        // Just under the bound is kept as before.
+        let p = parts(Method::GET, &format!("/a?{}", "q".repeat(900)), &[]);
+        keep(&a, &p, 1, now, &h, &body);
+        assert!(answer(&a, "s.test", &p, 1, now).is_some());
+        let capacity = a.threads.get().unwrap().borrow().key.capacity();
+        assert!(capacity <= 2 * MAX_KEY, "key buffer grew to {capacity}");
+    }
+
+    #[test]
+    fn keys_seen_once_are_bounded_in_bytes() {
+        let max = 64 * 1024;
+        let a = Answers::new(max, 1024);
+        let now = Instant::now();
+        let h = HeaderMap::new();
+        let body = Bytes::from_static(b"x");
+        for i in 0..500 {
+            let p = parts(Method::GET, &format!("/{i}?{}", "q".repeat(900)), &[]);
+            a.put("s.test", &p, 1, now, "s", StatusCode::OK, &h, &body);
+        }
+        let (_, seen) = held(&a);
+        assert!(seen <= max / 4, "{seen} bytes of keys seen once");
     }
 
     #[test]

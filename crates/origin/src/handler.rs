@@ -77,6 +77,8 @@ pub struct Origin {
     /// Each serving thread's most requested answers; `None` when the cache cannot say
     /// when site records change.
     answers: Option<Answers>,
+    /// The last health result, reused for about a second.
+    health: health::Cached,
 }
 
 /// What the request log line reports about a response.
@@ -292,6 +294,7 @@ impl Origin {
             Answers::new(usize::try_from(per_thread).unwrap_or(1 << 20), 64 * 1024)
         });
         Origin {
+            health: health::Cached::new(),
             answers,
             region_header,
             config,
@@ -364,6 +367,10 @@ impl Origin {
     ) -> Response<OriginBody> {
         let started = Instant::now();
         let (parts, body) = req.into_parts();
+        // Bounded before anything reads the head (414, 431).
+        if let Some(refused) = crate::limits::refuse(&parts) {
+            return refused;
+        }
         let client = self.client_address(&parts.headers, client_ip);
         let mut log = Log {
             enabled: tracing::enabled!(target: "skyhost_origin::request", tracing::Level::INFO),
@@ -602,14 +609,18 @@ impl Origin {
         let get_or_head = parts.method == Method::GET || parts.method == Method::HEAD;
         match path {
             "/_skyhost/health" if get_or_head => {
-                let (status, report) = health::report(
-                    &self.config.region,
-                    self.meta.as_ref(),
-                    self.data.local().as_ref(),
-                    self.cache.as_ref(),
-                    self.config.redis_url.is_some(),
-                )
-                .await;
+                let (status, report) = self
+                    .health
+                    .get_or_check(|| {
+                        health::report(
+                            &self.config.region,
+                            self.meta.as_ref(),
+                            self.data.local().as_ref(),
+                            self.cache.as_ref(),
+                            self.config.redis_url.is_some(),
+                        )
+                    })
+                    .await;
                 if status != StatusCode::OK {
                     tracing::warn!(status = report.status, "health check failing");
                 }

@@ -1,16 +1,24 @@
 //! `GET /_skyhost/health`: what a Route 53 health check probes. 200 when this region can
 //! serve, 503 when it cannot (metadata store or bucket failing) or when an operator put it
 //! in maintenance to drain it. Redis down is `degraded` and still 200: requests go on
-//! without it. The JSON body lists each check.
+//! without it. The JSON body lists each check, without the backends' error text (that goes
+//! to the logs). A result is reused for [`RESULT_TTL`] ([`Cached`]), so however often the
+//! endpoint is called, the backends see about one check a second.
 
 use serde::Serialize;
 use skyhost_meta::blob::BlobStore;
 use skyhost_meta::cache::{Cache, CacheHealth};
 use skyhost_meta::store::MetaStore;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Each check gives up after this long (a health check must answer promptly).
 const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// How long a health result is reused.
+pub const RESULT_TTL: Duration = Duration::from_secs(1);
+
+/// What the body says of a backend that failed; the error itself is logged.
+const FAILED: &str = "unavailable (the region's logs say why)";
 
 /// A key that is never written: a HEAD of it proves the bucket answers.
 const PROBE_KEY: &str = "sites/_skyhost-health-probe";
@@ -32,10 +40,35 @@ impl Check {
             detail: None,
         }
     }
-    fn error(detail: String) -> Self {
+    fn error(detail: &str) -> Self {
         Check {
             status: "error",
-            detail: Some(detail),
+            detail: Some(detail.to_owned()),
+        }
+    }
+}
+
+/// Why a check failed.
+enum Failure {
+    /// The backend answered with an error: its text goes to the logs only.
+    Error(String),
+    /// No answer within [`CHECK_TIMEOUT`].
+    Timeout,
+}
+
+impl Failure {
+    /// Logs the failure of `check` and says what the body may tell of it.
+    fn logged(self, check: &'static str) -> String {
+        match self {
+            Failure::Error(e) => {
+                tracing::warn!(check, error = %e, "health check failed");
+                FAILED.to_owned()
+            }
+            Failure::Timeout => {
+                let text = format!("no answer within {} s", CHECK_TIMEOUT.as_secs());
+                tracing::warn!(check, error = %text, "health check failed");
+                text
+            }
         }
     }
 }
@@ -79,11 +112,42 @@ pub fn verdict(maintenance: bool, checks: &Checks) -> (&'static str, http::Statu
 
 async fn timed<T, E: std::fmt::Display>(
     f: impl std::future::Future<Output = Result<T, E>>,
-) -> Result<T, String> {
+) -> Result<T, Failure> {
     match tokio::time::timeout(CHECK_TIMEOUT, f).await {
         Ok(Ok(v)) => Ok(v),
-        Ok(Err(e)) => Err(e.to_string()),
-        Err(_) => Err(format!("no answer within {} s", CHECK_TIMEOUT.as_secs())),
+        Ok(Err(e)) => Err(Failure::Error(e.to_string())),
+        Err(_) => Err(Failure::Timeout),
+    }
+}
+
+/// The last health result, shared by every request of the next [`RESULT_TTL`]: a burst of
+/// health requests costs the backends one check, and requests that come while a check
+/// runs wait for its result instead of starting their own.
+#[derive(Default)]
+pub struct Cached {
+    last: tokio::sync::Mutex<Option<(Instant, http::StatusCode, Report)>>,
+}
+
+impl Cached {
+    /// Nothing checked yet.
+    pub fn new() -> Self {
+        Cached::default()
+    }
+
+    /// The result of a check made less than [`RESULT_TTL`] ago, else `check`'s.
+    pub async fn get_or_check<F>(&self, check: impl FnOnce() -> F) -> (http::StatusCode, Report)
+    where
+        F: std::future::Future<Output = (http::StatusCode, Report)>,
+    {
+        let mut last = self.last.lock().await;
+        if let Some((at, status, report)) = last.as_ref() {
+            if at.elapsed() < RESULT_TTL {
+                return (*status, report.clone());
+            }
+        }
+        let (status, report) = check().await;
+        *last = Some((Instant::now(), status, report.clone()));
+        (status, report)
     }
 }
 
@@ -105,26 +169,24 @@ pub async fn report(
                     detail: None,
                 };
             }
-            match tokio::time::timeout(CHECK_TIMEOUT, cache.health()).await {
-                Ok(CacheHealth::Ok) => Check::ok(),
-                Ok(CacheHealth::Degraded(d)) => Check {
-                    status: "degraded",
-                    detail: Some(d),
-                },
-                Err(_) => Check {
-                    status: "degraded",
-                    detail: Some("redis: no answer".into()),
-                },
+            let failure = match tokio::time::timeout(CHECK_TIMEOUT, cache.health()).await {
+                Ok(CacheHealth::Ok) => return Check::ok(),
+                Ok(CacheHealth::Degraded(d)) => Failure::Error(d),
+                Err(_) => Failure::Timeout,
+            };
+            Check {
+                status: "degraded",
+                detail: Some(failure.logged("redis")),
             }
         }
     );
     let (maintenance, metadata) = match status {
         Ok(s) => (s.maintenance, Check::ok()),
-        Err(e) => (false, Check::error(e)),
+        Err(e) => (false, Check::error(&e.logged("metadata"))),
     };
     let bucket = match probe {
         Ok(_) => Check::ok(),
-        Err(e) => Check::error(e),
+        Err(e) => Check::error(&e.logged("bucket")),
     };
     let checks = Checks {
         metadata,

@@ -3,7 +3,7 @@
 //! local mode's plain HTTP listeners ([`server`]), through the one [`Origin::handle`].
 //!
 //! Pure decisions have their own modules ([`path`], [`conditional`], [`range`],
-//! [`encoding`], [`cache_control`]); I/O sits in [`resolve`], [`data`], [`health`],
+//! [`encoding`], [`cache_control`], [`limits`]); I/O sits in [`resolve`], [`data`], [`health`],
 //! [`notify`], [`auth`], [`proxy`], [`metrics`], [`server`] and [`lambda`].
 
 pub mod answers;
@@ -17,6 +17,7 @@ pub mod encoding;
 pub mod handler;
 pub mod health;
 pub mod lambda;
+pub mod limits;
 pub mod listener;
 pub mod metrics;
 pub mod notify;

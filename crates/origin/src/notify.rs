@@ -8,7 +8,7 @@ use crate::data::DataPath;
 use crate::resolve::Resolver;
 use http::StatusCode;
 use serde_json::{json, Value};
-use skyhost_meta::notify::{verify, Notification, SIGNATURE_HEADER};
+use skyhost_meta::notify::{verify, Notification, SignatureError, SIGNATURE_HEADER};
 use skyhost_meta::{keys, Site};
 use std::time::Duration;
 
@@ -24,10 +24,15 @@ pub async fn handle(
     body: &[u8],
     now: i64,
 ) -> (StatusCode, Value) {
+    // The header's form, its time and the body's size are all checked before any HMAC.
     let signature = headers.get(SIGNATURE_HEADER).and_then(|v| v.to_str().ok());
     if let Err(e) = verify(secrets, signature, body, now) {
-        tracing::warn!(error = %e, "notification refused");
-        return (StatusCode::UNAUTHORIZED, json!({ "error": e.to_string() }));
+        tracing::warn!(error = %e, body_bytes = body.len(), "notification refused");
+        let status = match e {
+            SignatureError::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            _ => StatusCode::UNAUTHORIZED,
+        };
+        return (status, json!({ "error": e.to_string() }));
     }
     let n: Notification = match serde_json::from_slice(body) {
         Ok(n) => n,
@@ -56,7 +61,7 @@ pub async fn handle(
         }
     }
     let lag_ms = if n.changed_ms > 0 {
-        Some(now * 1000 - n.changed_ms)
+        Some(now.saturating_mul(1000).saturating_sub(n.changed_ms))
     } else {
         None
     };

@@ -75,12 +75,27 @@ fn serving(site: Arc<Site>) -> Option<Arc<Site>> {
 /// Known hosts are kept this long; the site record is checked on every request anyway.
 const KNOWN_HOST_TTL: Duration = Duration::from_secs(300);
 
+/// Known hosts held at most: real domains, far more than a region serves.
+const KNOWN_HOSTS: usize = 100_000;
+
+/// Unknown hosts remembered at most. Each is held as a 64-bit keyed hash (about 40 bytes
+/// with its map entry, 4 MB in all), so that a flood of random `Host` values costs one
+/// store read per host per unknown-host TTL, and fills only this map: it never evicts a
+/// known host.
+const UNKNOWN_HOSTS: usize = 100_000;
+
 /// Resolves hosts to sites and deployments to manifests.
 pub struct Resolver {
     meta: Arc<dyn MetaStore>,
     cache: Arc<dyn Cache>,
     data: Arc<DataPath>,
-    hosts: TtlMap<Domain, Option<SiteId>>,
+    /// Hosts known to belong to a site.
+    hosts: TtlMap<Domain, SiteId>,
+    /// Hosts the store said belong to no site, by [`Resolver::unknown_key`].
+    unknown: TtlMap<u64, ()>,
+    /// The key of `unknown`'s hashes, random per process so that no one can pick hosts
+    /// that collide.
+    unknown_hasher: std::collections::hash_map::RandomState,
     /// How long an unknown host is remembered.
     unknown_ttl: Duration,
     /// Parsed manifests by deployment id (the entry names its site, which is checked).
@@ -106,7 +121,9 @@ impl Resolver {
             meta,
             cache,
             data,
-            hosts: TtlMap::new(100_000),
+            hosts: TtlMap::new(KNOWN_HOSTS),
+            unknown: TtlMap::new(UNKNOWN_HOSTS),
+            unknown_hasher: std::collections::hash_map::RandomState::new(),
             unknown_ttl,
             manifests: moka::future::Cache::builder()
                 .weigher(|_k, m: &Arc<Loaded>| {
@@ -120,14 +137,36 @@ impl Resolver {
         }
     }
 
-    /// Remembers what `host` resolves to: a known host for long, an unknown one briefly.
+    fn unknown_key(&self, host: &str) -> u64 {
+        use std::hash::BuildHasher;
+        self.unknown_hasher.hash_one(host)
+    }
+
+    /// Remembers what `host` resolves to: a known host for long, an unknown one briefly and
+    /// apart from the known ones.
     fn insert_host(&self, host: Domain, site: Option<SiteId>) {
-        let ttl = if site.is_some() {
-            KNOWN_HOST_TTL
-        } else {
-            self.unknown_ttl
-        };
-        self.hosts.insert(host, site, ttl);
+        let unknown = self.unknown_key(host.as_str());
+        match site {
+            Some(id) => {
+                self.unknown.remove(&unknown);
+                self.hosts.insert(host, id, KNOWN_HOST_TTL);
+            }
+            None => {
+                self.hosts.remove(host.as_str());
+                self.unknown.insert(unknown, (), self.unknown_ttl);
+            }
+        }
+    }
+
+    /// What this process remembers about `host`: `Some(Some(site))` known, `Some(None)`
+    /// unknown, `None` nothing.
+    fn remembered_host(&self, host: &str) -> Option<Option<SiteId>> {
+        if let Some(id) = self.hosts.get(host) {
+            return Some(Some(id));
+        }
+        self.unknown
+            .contains(&self.unknown_key(host))
+            .then_some(None)
     }
 
     /// Remembers what the store says `host` resolves to, and shares a known answer with
@@ -147,7 +186,7 @@ impl Resolver {
         &self,
         header: &str,
     ) -> Result<Option<Arc<Site>>, StoreError> {
-        match self.hosts.get(header) {
+        match self.remembered_host(header) {
             Some(None) => return Ok(None),
             Some(Some(id)) => {
                 if let Some(s) = self.site(&id).await? {
@@ -169,7 +208,7 @@ impl Resolver {
     pub async fn site_for_host(&self, host: &Domain) -> Result<Option<Arc<Site>>, StoreError> {
         // This process's map first, then what another instance of the region found (a
         // cold instance answered from Redis reads nothing from the store), then the store.
-        let (id, hinted) = match self.hosts.get(host) {
+        let (id, hinted) = match self.remembered_host(host.as_str()) {
             Some(v) => (v, true),
             None => match self.cache.host_site(host).await {
                 Some(id) => {

@@ -959,6 +959,8 @@ async fn health_reports_checks_and_maintenance() {
         })
         .await
         .unwrap();
+    // The last result is reused for RESULT_TTL.
+    tokio::time::sleep(skyhost_origin::health::RESULT_TTL).await;
     let g = get(&w.client, &w.server.base, HOST, "/_skyhost/health").await;
     assert_eq!(g.status, StatusCode::SERVICE_UNAVAILABLE);
     let v: serde_json::Value = serde_json::from_slice(&g.body).unwrap();
