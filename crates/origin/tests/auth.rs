@@ -597,3 +597,62 @@ async fn lockout_counts_per_network_and_name_in_memory() {
 async fn lockout_counts_per_network_and_name_in_redis() {
     networks_and_names_scenario(Some(redis_url())).await;
 }
+
+/// Everything this test binary logs (a global subscriber: a scoped one misses events
+/// while other tests' threads log).
+fn captured_logs() -> &'static std::sync::Mutex<Vec<u8>> {
+    static LOGS: std::sync::OnceLock<&'static std::sync::Mutex<Vec<u8>>> =
+        std::sync::OnceLock::new();
+    LOGS.get_or_init(|| {
+        let logs: &'static std::sync::Mutex<Vec<u8>> = Box::leak(Box::default());
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || Capture(logs))
+            .with_ansi(false)
+            .finish();
+        tracing::subscriber::set_global_default(subscriber).expect("set once, here");
+        logs
+    })
+}
+
+struct Capture(&'static std::sync::Mutex<Vec<u8>>);
+
+impl std::io::Write for Capture {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .extend_from_slice(b);
+        Ok(b.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn failed_logins_are_logged_without_the_name_tried() {
+    let logs = captured_logs();
+    let env = Embedded::new("us-west-2");
+    let (host, _) = site(&env).await;
+    let origin = origin(&env, None);
+    // A password typed into the name field.
+    let typed = "Pa55word-typed-as-a-name";
+    let (status, _) = as_client(
+        &origin,
+        "192.0.2.9",
+        &host,
+        "/private/report.txt",
+        Some(&basic(typed, "x")),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let text = String::from_utf8_lossy(&logs.lock().unwrap()).into_owned();
+    let site = host.trim_end_matches(".test");
+    assert!(
+        text.lines()
+            .any(|l| l.contains("basic auth failed") && l.contains(site)),
+        "{text}"
+    );
+    assert!(!text.contains(typed), "{text}");
+}
