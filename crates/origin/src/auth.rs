@@ -64,7 +64,7 @@ pub enum Gate {
     Locked(u64),
 }
 
-/// An attempt taken from a counter: the how-manieth it is, and what is left of the window.
+/// An attempt taken from a counter: its number in the window, and what is left of it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Attempt {
     /// Counted: it may be checked.
@@ -319,7 +319,7 @@ impl Lockout {
             }
             return AuthDecision::Granted;
         }
-        let count = match self.attempt(&key).await {
+        let (count, left) = match self.attempt(&key).await {
             Attempt::Refused { left } => return AuthDecision::Locked(locked_for(left)),
             Attempt::Counted { count, left } => (count, left),
         };
@@ -340,11 +340,11 @@ impl Lockout {
             AuthOutcome::Denied { .. } => {
                 // No user name: an attempted name may be a mistyped password.
                 tracing::info!(site = %site, client = %network, rule = rule.source(), "basic auth failed");
-                match count {
-                    (n, left) if n >= u64::from(self.max_failures) => {
-                        AuthDecision::Locked(locked_for(left))
-                    }
-                    _ => AuthDecision::Challenge,
+                // The last try of the window locks at once.
+                if count >= u64::from(self.max_failures) {
+                    AuthDecision::Locked(locked_for(left))
+                } else {
+                    AuthDecision::Challenge
                 }
             }
         }
