@@ -656,3 +656,32 @@ async fn failed_logins_are_logged_without_the_name_tried() {
     );
     assert!(!text.contains(typed), "{text}");
 }
+
+#[tokio::test]
+async fn a_site_with_basic_auth_keeps_no_answers() {
+    let env = Embedded::new("us-west-2");
+    let host = protected_site(&env).await;
+    let origin = env.origin(config());
+    let right = basic("ann", "right-pw");
+    for _ in 0..6 {
+        let public = call(&origin, Method::GET, &host, "/", &[]).await;
+        assert_eq!(public.status, StatusCode::OK);
+        let secret = call(&origin, Method::GET, &host, "/secret", &[]).await;
+        assert_eq!(secret.status, StatusCode::UNAUTHORIZED);
+        let with = call(
+            &origin,
+            Method::GET,
+            &host,
+            "/secret",
+            &[("authorization", &right)],
+        )
+        .await;
+        assert_eq!(with.status, StatusCode::OK);
+    }
+    // The test runtime is single-threaded: every answer was made on this thread.
+    assert_eq!(
+        origin.kept_answers_served_here(),
+        0,
+        "answers of a site with basic auth are never kept"
+    );
+}
