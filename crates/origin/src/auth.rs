@@ -1,14 +1,21 @@
-//! Basic auth of protected paths, with a lockout: after `max_failures` wrong attempts from
-//! one client address on one site within the window, that address gets 429 with
-//! `Retry-After` until the window ends. Counters live in Redis when configured (shared by
-//! every instance of the region), else in this process; Redis failing falls back to the
-//! process, never to an error.
+//! Basic auth of protected paths, with a lockout: after `max_failures` wrong attempts at
+//! one site from one client network (an IPv4 address, or an IPv6 /64) with one user name
+//! within the window, that network gets 429 with `Retry-After` for that name until the
+//! window ends. An attacker elsewhere, or guessing another name, never locks the rightful
+//! user out.
+//!
+//! Each attempt is counted before its password is checked, in one atomic step that also
+//! refuses it when the count is full, so a burst of parallel guesses gets no more tries
+//! than a sequence. Counters live in Redis when configured (shared by every instance of
+//! the region), else in this process; Redis failing falls back to the process, never to
+//! an error.
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use sha2::{Digest, Sha256};
 use skyhost_meta::ttl::TtlMap;
 use skyhost_meta::{DeploymentId, SiteId};
-use skyhost_rules::{AuthOutcome, AuthRule};
+use skyhost_rules::{AuthOutcome, AuthRule, Offered};
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -19,6 +26,23 @@ const REDIS_TIMEOUT: Duration = Duration::from_millis(250);
 /// A verified `Authorization` value is trusted this long without running argon2 again, so
 /// a protected page's assets do not each cost a password hash.
 const GRANT_TTL: Duration = Duration::from_secs(300);
+
+/// Takes one attempt from a counter, atomically: refused (`{0, count, ttl}`) when the count
+/// is full, else counted (`{1, count, ttl}`), the first attempt starting the window.
+const ATTEMPT_SCRIPT: &str = r#"
+local n = tonumber(redis.call('GET', KEYS[1]) or '0')
+local counted = 0
+if n < tonumber(ARGV[1]) then
+  n = redis.call('INCR', KEYS[1])
+  counted = 1
+end
+local ttl = redis.call('PTTL', KEYS[1])
+if ttl < 0 then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  ttl = tonumber(ARGV[2])
+end
+return {counted, n, ttl}
+"#;
 
 /// What to do with a request to a protected path.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -40,12 +64,22 @@ pub enum Gate {
     Locked(u64),
 }
 
-struct Counter {
-    first: Instant,
-    failures: AtomicU32,
+/// An attempt taken from a counter: its number in the window, and what is left of it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Attempt {
+    /// Counted: it may be checked.
+    Counted { count: u64, left: Duration },
+    /// The count was full: refused unchecked.
+    Refused { left: Duration },
 }
 
-/// Failure counters per (site, client address), and recently verified credentials.
+struct Counter {
+    first: Instant,
+    attempts: AtomicU32,
+}
+
+/// Failure counters per (site, client network, user name), and recently verified
+/// credentials.
 pub struct Lockout {
     redis: Option<ConnectionManager>,
     memory: TtlMap<String, Arc<Counter>>,
@@ -54,10 +88,15 @@ pub struct Lockout {
     /// Salted digests of (deployment, rule, Authorization value) that verified.
     granted: TtlMap<[u8; 32], ()>,
     salt: [u8; 32],
+    attempt_script: redis::Script,
 }
 
 fn ceil_secs(d: Duration) -> u64 {
     d.as_secs() + u64::from(d.subsec_nanos() > 0)
+}
+
+fn locked_for(left: Duration) -> u64 {
+    ceil_secs(left).max(1)
 }
 
 /// 32 bytes from the OS. A one-off secret needs no seeded generator: `rand`'s thread RNG
@@ -69,6 +108,31 @@ fn salt() -> [u8; 32] {
         Ok(()) => s,
         Err(_) => rand::random(),
     }
+}
+
+/// The network a client's failures count against: an IPv4 address as it is, an IPv6
+/// address by its /64 (one subscriber's whole prefix, which it can rotate through at
+/// will), an IPv4-mapped IPv6 address as the IPv4 address.
+pub fn client_network(client: Option<IpAddr>) -> String {
+    match client {
+        None => "unknown".to_string(),
+        Some(IpAddr::V4(v4)) => v4.to_string(),
+        Some(IpAddr::V6(v6)) => match v6.to_ipv4_mapped() {
+            Some(v4) => v4.to_string(),
+            None => {
+                let s = v6.segments();
+                format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+            }
+        },
+    }
+}
+
+/// The counter key of (site, client network, user name). The name is digested: it is
+/// chosen by the client (so of any length), and may be a mistyped password.
+fn counter_key(site: &SiteId, network: &str, user: &str) -> String {
+    let digest = Sha256::digest(user.as_bytes());
+    let user: String = digest[..12].iter().map(|b| format!("{b:02x}")).collect();
+    format!("skyhost:auth-fail:{site}:{network}:{user}")
 }
 
 impl Lockout {
@@ -97,6 +161,7 @@ impl Lockout {
             window,
             granted: TtlMap::new(10_000),
             salt: salt(),
+            attempt_script: redis::Script::new(ATTEMPT_SCRIPT),
         }
     }
 
@@ -112,13 +177,11 @@ impl Lockout {
         h.finalize().into()
     }
 
-    fn key(site: &SiteId, client: &str) -> String {
-        format!("skyhost:auth-fail:{site}:{client}")
-    }
-
-    async fn redis<T: redis::FromRedisValue>(&self, what: &str, cmd: redis::Pipeline) -> Option<T> {
-        let mut conn = self.redis.clone()?;
-        match tokio::time::timeout(REDIS_TIMEOUT, cmd.query_async::<T>(&mut conn)).await {
+    async fn redis_call<T, F>(&self, what: &str, call: F) -> Option<T>
+    where
+        F: std::future::Future<Output = redis::RedisResult<T>>,
+    {
+        match tokio::time::timeout(REDIS_TIMEOUT, call).await {
             Ok(Ok(v)) => Some(v),
             Ok(Err(e)) => {
                 tracing::warn!(op = what, error = %e, "redis failed; lockout counted in memory");
@@ -131,90 +194,97 @@ impl Lockout {
         }
     }
 
-    fn memory_gate(&self, key: &str) -> Gate {
-        match self.memory.get(key) {
-            Some(c) if c.failures.load(Ordering::SeqCst) >= self.max_failures => {
-                match self.window.checked_sub(c.first.elapsed()) {
-                    Some(left) if !left.is_zero() => Gate::Locked(ceil_secs(left).max(1)),
-                    _ => Gate::Open,
-                }
-            }
-            _ => Gate::Open,
-        }
+    async fn redis<T: redis::FromRedisValue>(&self, what: &str, cmd: redis::Pipeline) -> Option<T> {
+        let mut conn = self.redis.clone()?;
+        self.redis_call(what, cmd.query_async::<T>(&mut conn)).await
     }
 
-    fn gate(&self, count: u64, ttl_ms: i64) -> Gate {
-        if count >= u64::from(self.max_failures) && ttl_ms > 0 {
-            Gate::Locked(ceil_secs(Duration::from_millis(ttl_ms as u64)).max(1))
+    fn window_ms(&self) -> u64 {
+        u64::try_from(self.window.as_millis())
+            .unwrap_or(u64::MAX)
+            .max(1)
+    }
+
+    fn left(ttl_ms: i64) -> Duration {
+        Duration::from_millis(u64::try_from(ttl_ms).unwrap_or(0))
+    }
+
+    fn memory_counter(&self, key: &str) -> Option<(u32, Duration)> {
+        let c = self.memory.get(key)?;
+        let left = self.window.checked_sub(c.first.elapsed())?;
+        Some((c.attempts.load(Ordering::SeqCst), left))
+    }
+
+    /// Whether the key is locked, and whether any failure is on record (so a success
+    /// knows to reset), without counting anything.
+    async fn status(&self, key: &str) -> (Gate, bool) {
+        let mut p = redis::pipe();
+        p.cmd("GET").arg(key).cmd("PTTL").arg(key);
+        let (count, left) = match self.redis::<(Option<u64>, i64)>("lockout check", p).await {
+            Some((count, ttl)) => (count.unwrap_or(0), Self::left(ttl)),
+            None => self
+                .memory_counter(key)
+                .map_or((0, Duration::ZERO), |(n, left)| (u64::from(n), left)),
+        };
+        let gate = if count >= u64::from(self.max_failures) && !left.is_zero() {
+            Gate::Locked(locked_for(left))
         } else {
             Gate::Open
-        }
+        };
+        (gate, count > 0)
     }
 
-    /// Whether `client` is locked out of `site`.
-    pub async fn check(&self, site: &SiteId, client: &str) -> Gate {
-        self.status(site, client).await.0
-    }
-
-    /// The gate, and whether any failure is on record (so a success knows to reset).
-    async fn status(&self, site: &SiteId, client: &str) -> (Gate, bool) {
-        let key = Self::key(site, client);
-        let mut p = redis::pipe();
-        p.cmd("GET").arg(&key).cmd("PTTL").arg(&key);
-        let (redis_gate, redis_failures) =
-            match self.redis::<(Option<u64>, i64)>("lockout check", p).await {
-                Some((count, ttl)) => (self.gate(count.unwrap_or(0), ttl), count.unwrap_or(0) > 0),
-                None => (Gate::Open, false),
-            };
-        let failures = redis_failures || self.memory.contains(&key);
-        match redis_gate {
-            Gate::Open => (self.memory_gate(&key), failures),
-            locked => (locked, failures),
-        }
-    }
-
-    /// Records a failure; returns the gate after it.
-    pub async fn fail(&self, site: &SiteId, client: &str) -> Gate {
-        let key = Self::key(site, client);
-        let ms = u64::try_from(self.window.as_millis())
-            .unwrap_or(u64::MAX)
-            .max(1);
-        // SET NX PX starts the window with the first failure; INCR keeps the expiry.
-        let mut p = redis::pipe();
-        p.atomic()
-            .cmd("SET")
-            .arg(&key)
-            .arg(0)
-            .arg("NX")
-            .arg("PX")
-            .arg(ms)
-            .ignore()
-            .cmd("INCR")
-            .arg(&key)
-            .cmd("PTTL")
-            .arg(&key);
-        if let Some((count, ttl)) = self.redis::<(u64, i64)>("lockout count", p).await {
-            return self.gate(count, ttl);
+    /// Takes one attempt from the key's counter, or refuses it when the count is full:
+    /// one atomic step, so parallel attempts cannot all pass a check made before any was
+    /// counted.
+    async fn attempt(&self, key: &str) -> Attempt {
+        if let Some(mut conn) = self.redis.clone() {
+            let mut call = self.attempt_script.key(key);
+            call.arg(self.max_failures).arg(self.window_ms());
+            let result = self
+                .redis_call(
+                    "lockout count",
+                    call.invoke_async::<(u8, u64, i64)>(&mut conn),
+                )
+                .await;
+            if let Some((counted, count, ttl)) = result {
+                let left = Self::left(ttl);
+                return if counted == 1 {
+                    Attempt::Counted { count, left }
+                } else {
+                    Attempt::Refused { left }
+                };
+            }
         }
         let counter = self
             .memory
-            .get_or_insert_with(key.clone(), self.window, || {
+            .get_or_insert_with(key.to_owned(), self.window, || {
                 Arc::new(Counter {
                     first: Instant::now(),
-                    failures: AtomicU32::new(0),
+                    attempts: AtomicU32::new(0),
                 })
             });
-        counter.failures.fetch_add(1, Ordering::SeqCst);
-        self.memory_gate(&key)
+        let left = self.window.saturating_sub(counter.first.elapsed());
+        let max = self.max_failures;
+        match counter
+            .attempts
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
+                (n < max).then_some(n + 1)
+            }) {
+            Ok(before) => Attempt::Counted {
+                count: u64::from(before) + 1,
+                left,
+            },
+            Err(_) => Attempt::Refused { left },
+        }
     }
 
-    /// Forgets the failures of `client` on `site` (after a successful login).
-    pub async fn reset(&self, site: &SiteId, client: &str) {
-        let key = Self::key(site, client);
+    /// Forgets the failures counted against a key (after a successful login).
+    async fn reset(&self, key: &str) {
         let mut p = redis::pipe();
-        p.cmd("DEL").arg(&key).ignore();
+        p.cmd("DEL").arg(key).ignore();
         let _: Option<()> = self.redis("lockout reset", p).await;
-        self.memory.remove(&key);
+        self.memory.remove(key);
     }
 
     /// Checks a request against a rule of `deployment`: lockout first, then the
@@ -225,19 +295,34 @@ impl Lockout {
         authorization: Option<&str>,
         site: &SiteId,
         deployment: &DeploymentId,
-        client: &str,
+        client: Option<IpAddr>,
     ) -> AuthDecision {
-        let (gate, failures) = self.status(site, client).await;
-        if let Gate::Locked(secs) = gate {
-            return AuthDecision::Locked(secs);
-        }
-        let key = authorization.map(|a| self.grant_key(deployment, rule, a));
-        if key.is_some_and(|k| self.granted.contains(&k)) {
+        let offered = Offered::parse(authorization);
+        let user = match &offered {
+            // Asking for the challenge is no failure.
+            Offered::Nothing => return AuthDecision::Challenge,
+            // Undecodable credentials count against one name of their own.
+            Offered::Malformed => "",
+            Offered::Credentials { user, .. } => user.as_str(),
+        };
+        let network = client_network(client);
+        let key = counter_key(site, &network, user);
+        let grant = authorization.map(|a| self.grant_key(deployment, rule, a));
+        if grant.is_some_and(|k| self.granted.contains(&k)) {
+            // Locked even so: during a lockout no guess is answered, a right one included.
+            let (gate, failures) = self.status(&key).await;
+            if let Gate::Locked(secs) = gate {
+                return AuthDecision::Locked(secs);
+            }
             if failures {
-                self.reset(site, client).await;
+                self.reset(&key).await;
             }
             return AuthDecision::Granted;
         }
+        let (count, left) = match self.attempt(&key).await {
+            Attempt::Refused { left } => return AuthDecision::Locked(locked_for(left)),
+            Attempt::Counted { count, left } => (count, left),
+        };
         let owned_rule = rule.clone();
         let header = authorization.map(str::to_owned);
         let outcome = tokio::task::spawn_blocking(move || owned_rule.verify(header.as_deref()))
@@ -245,19 +330,21 @@ impl Lockout {
             .unwrap_or(AuthOutcome::Denied { user: None });
         match outcome {
             AuthOutcome::Granted { .. } => {
-                if let Some(k) = key {
+                if let Some(k) = grant {
                     self.granted.insert(k, (), GRANT_TTL);
                 }
-                self.reset(site, client).await;
+                self.reset(&key).await;
                 AuthDecision::Granted
             }
             AuthOutcome::Missing => AuthDecision::Challenge,
-            AuthOutcome::Denied { user } => {
-                let gate = self.fail(site, client).await;
-                tracing::info!(site = %site, client, user = user.as_deref().unwrap_or(""), "basic auth failed");
-                match gate {
-                    Gate::Locked(secs) => AuthDecision::Locked(secs),
-                    Gate::Open => AuthDecision::Challenge,
+            AuthOutcome::Denied { .. } => {
+                // No user name: an attempted name may be a mistyped password.
+                tracing::info!(site = %site, client = %network, rule = rule.source(), "basic auth failed");
+                // The last try of the window locks at once.
+                if count >= u64::from(self.max_failures) {
+                    AuthDecision::Locked(locked_for(left))
+                } else {
+                    AuthDecision::Challenge
                 }
             }
         }
@@ -268,27 +355,65 @@ impl Lockout {
 mod tests {
     use super::*;
 
+    fn key(client: &str, user: &str) -> String {
+        counter_key(
+            &SiteId::parse("s").unwrap(),
+            &client_network(Some(client.parse().unwrap())),
+            user,
+        )
+    }
+
     #[tokio::test]
-    async fn memory_lockout_counts_and_expires() {
+    async fn memory_attempts_are_counted_refused_and_expire() {
         let l = Lockout::new(None, 3, Duration::from_millis(400));
-        let site = SiteId::parse("s").unwrap();
-        assert_eq!(l.check(&site, "1.2.3.4").await, Gate::Open);
-        assert_eq!(l.fail(&site, "1.2.3.4").await, Gate::Open);
-        assert_eq!(l.fail(&site, "1.2.3.4").await, Gate::Open);
-        assert_eq!(l.fail(&site, "1.2.3.4").await, Gate::Locked(1));
-        assert_eq!(l.check(&site, "1.2.3.4").await, Gate::Locked(1));
-        // Another address and another site are not affected.
-        assert_eq!(l.check(&site, "5.6.7.8").await, Gate::Open);
-        assert_eq!(
-            l.check(&SiteId::parse("t").unwrap(), "1.2.3.4").await,
-            Gate::Open
-        );
+        let k = key("1.2.3.4", "ann");
+        let counted = |a: Attempt| match a {
+            Attempt::Counted { count, .. } => Some(count),
+            Attempt::Refused { .. } => None,
+        };
+        assert_eq!(l.status(&k).await, (Gate::Open, false));
+        assert_eq!(counted(l.attempt(&k).await), Some(1));
+        assert_eq!(counted(l.attempt(&k).await), Some(2));
+        assert_eq!(counted(l.attempt(&k).await), Some(3));
+        assert_eq!(counted(l.attempt(&k).await), None);
+        assert_eq!(l.status(&k).await, (Gate::Locked(1), true));
+        // Another network, user or site has its own counter.
+        for other in [key("5.6.7.8", "ann"), key("1.2.3.4", "bob")] {
+            assert_eq!(l.status(&other).await, (Gate::Open, false));
+        }
         tokio::time::sleep(Duration::from_millis(450)).await;
-        assert_eq!(l.check(&site, "1.2.3.4").await, Gate::Open);
-        assert_eq!(l.fail(&site, "1.2.3.4").await, Gate::Open);
-        l.reset(&site, "1.2.3.4").await;
-        assert_eq!(l.fail(&site, "1.2.3.4").await, Gate::Open);
-        assert_eq!(l.fail(&site, "1.2.3.4").await, Gate::Open);
+        assert_eq!(l.status(&k).await, (Gate::Open, false));
+        assert_eq!(counted(l.attempt(&k).await), Some(1));
+        l.reset(&k).await;
+        assert_eq!(counted(l.attempt(&k).await), Some(1));
+    }
+
+    #[test]
+    fn client_network_table() {
+        let cases: &[(Option<&str>, &str)] = &[
+            (None, "unknown"),
+            (Some("192.0.2.7"), "192.0.2.7"),
+            (Some("2001:db8:1:2:3:4:5:6"), "2001:db8:1:2::/64"),
+            (Some("2001:db8:1:2::9"), "2001:db8:1:2::/64"),
+            (Some("2001:db8:1:3::9"), "2001:db8:1:3::/64"),
+            (Some("2001:db8::1"), "2001:db8:0:0::/64"),
+            (Some("::1"), "0:0:0:0::/64"),
+            (Some("::ffff:192.0.2.7"), "192.0.2.7"),
+        ];
+        for (ip, want) in cases {
+            let ip = ip.map(|s| s.parse().unwrap());
+            assert_eq!(client_network(ip), *want, "{ip:?}");
+        }
+    }
+
+    #[test]
+    fn counter_keys_hold_no_user_name() {
+        let site = SiteId::parse("s").unwrap();
+        let k = counter_key(&site, "192.0.2.7", "hunter2-typed-as-a-name");
+        assert!(!k.contains("hunter2"), "{k}");
+        let long = counter_key(&site, "192.0.2.7", &"x".repeat(10_000));
+        assert_eq!(k.len(), long.len());
+        assert_ne!(k, counter_key(&site, "192.0.2.7", "ann"));
     }
 
     fn rule(users: &str) -> AuthRule {
@@ -316,19 +441,42 @@ mod tests {
         let header = "Basic YW5uOm9sZC1wdw=="; // ann:old-pw
         for _ in 0..2 {
             assert_eq!(
-                l.authorize(&old, Some(header), &site, &d1, "ip").await,
+                l.authorize(&old, Some(header), &site, &d1, None).await,
                 AuthDecision::Granted
             );
         }
         // The password changed in the next deployment: the old one no longer opens.
         assert_eq!(
-            l.authorize(&new, Some(header), &site, &d2, "ip").await,
+            l.authorize(&new, Some(header), &site, &d2, None).await,
             AuthDecision::Challenge
         );
         assert_eq!(
-            l.authorize(&new, None, &site, &d2, "ip").await,
+            l.authorize(&new, None, &site, &d2, None).await,
             AuthDecision::Challenge
         );
+    }
+
+    #[tokio::test]
+    async fn a_burst_gets_no_more_tries_than_a_sequence() {
+        let l = Lockout::new(None, 5, Duration::from_secs(60));
+        let site = SiteId::parse("s").unwrap();
+        let d = DeploymentId::parse("20260101T000000Z-00000001").unwrap();
+        let rule = rule("ann:right-pw");
+        let wrong = "Basic YW5uOndyb25nLXB3"; // ann:wrong-pw
+        let right = "Basic YW5uOnJpZ2h0LXB3"; // ann:right-pw
+                                              // Twenty guesses at once, the right one eleventh: every attempt is counted before
+                                              // any password is checked, so only the first five are checked at all.
+        let burst = (0..20).map(|i| {
+            let header = if i == 10 { right } else { wrong };
+            l.authorize(&rule, Some(header), &site, &d, None)
+        });
+        let decisions = futures::future::join_all(burst).await;
+        assert_eq!(decisions[10], AuthDecision::Locked(60), "{decisions:?}");
+        let challenged = decisions
+            .iter()
+            .filter(|d| **d == AuthDecision::Challenge)
+            .count();
+        assert_eq!(challenged, 4, "{decisions:?}");
     }
 
     #[test]

@@ -3,6 +3,7 @@
 //! A file whose name carries a content hash (`app.3f9a1c2b.js`, `index-BXk3c9aZ.js`) never
 //! changes under that name, so browsers may keep it a year without asking again. HTML and
 //! every other file are revalidated on each use, which costs a 304 thanks to the ETag.
+//! An answer behind basic auth is for its requester only: [`keep_private`].
 
 /// Fingerprinted assets.
 pub const IMMUTABLE: &str = "public, max-age=31536000, immutable";
@@ -10,6 +11,60 @@ pub const IMMUTABLE: &str = "public, max-age=31536000, immutable";
 pub const REVALIDATE: &str = "public, max-age=0, must-revalidate";
 /// Server errors and answers that must not be reused.
 pub const NO_STORE: &str = "no-store";
+
+/// Directives that let a shared cache (a CDN, a proxy) keep an answer, or that only matter
+/// to one; an answer for one requester drops them.
+const SHARED_DIRECTIVES: [&str; 4] = ["public", "s-maxage", "proxy-revalidate", "private"];
+
+/// Headers through which CDNs take caching orders meant for them alone.
+const CDN_HEADERS: [&str; 2] = ["cdn-cache-control", "surrogate-control"];
+
+/// `Cache-Control` for an answer only its requester may keep (an authorized request's, a
+/// 401): `value` without its shared-cache directives, `private` in front, unless it
+/// already says `no-store`. A browser still keeps a fingerprinted asset as long as before.
+pub fn private(value: &str) -> String {
+    let kept: Vec<&str> = value
+        .split(',')
+        .map(str::trim)
+        .filter(|d| !d.is_empty())
+        .filter(|d| {
+            let name = d.split('=').next().unwrap_or(d).trim();
+            !SHARED_DIRECTIVES
+                .iter()
+                .any(|s| name.eq_ignore_ascii_case(s))
+        })
+        .collect();
+    if kept.iter().any(|d| d.eq_ignore_ascii_case(NO_STORE)) {
+        return kept.join(", ");
+    }
+    std::iter::once("private")
+        .chain(kept)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Makes an answer's caching headers [`private`]: `Cache-Control` rewritten (set to
+/// `private` when absent) and CDN-only caching headers removed.
+pub fn keep_private(headers: &mut http::HeaderMap) {
+    let value = headers
+        .get_all(http::header::CACHE_CONTROL)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .collect::<Vec<_>>()
+        .join(", ");
+    let value = private(&value);
+    match http::HeaderValue::from_str(&value) {
+        Ok(v) => headers.insert(http::header::CACHE_CONTROL, v),
+        // Every directive kept came from a valid header value; a join of them is one too.
+        Err(_) => headers.insert(
+            http::header::CACHE_CONTROL,
+            http::HeaderValue::from_static(NO_STORE),
+        ),
+    };
+    for name in CDN_HEADERS {
+        headers.remove(name);
+    }
+}
 
 /// The default `Cache-Control` for a file served with 200/206/304.
 pub fn for_file(path: &str, content_type: &str) -> &'static str {
@@ -122,6 +177,55 @@ mod tests {
         for (name, want) in cases {
             assert_eq!(is_fingerprinted(name), *want, "{name:?}");
         }
+    }
+
+    #[test]
+    fn private_table() {
+        let cases: &[(&str, &str)] = &[
+            (IMMUTABLE, "private, max-age=31536000, immutable"),
+            (REVALIDATE, "private, max-age=0, must-revalidate"),
+            (NO_STORE, "no-store"),
+            ("", "private"),
+            ("public", "private"),
+            ("PUBLIC, Max-Age=600", "private, Max-Age=600"),
+            (
+                "public, max-age=60, s-maxage=3600, proxy-revalidate",
+                "private, max-age=60",
+            ),
+            ("s-maxage = 3600", "private"),
+            ("private=\"Set-Cookie\", max-age=5", "private, max-age=5"),
+            ("private, no-cache", "private, no-cache"),
+            ("no-store, public", "no-store"),
+            (
+                "max-age=0,,  ,must-revalidate",
+                "private, max-age=0, must-revalidate",
+            ),
+        ];
+        for (value, want) in cases {
+            assert_eq!(private(value), *want, "{value:?}");
+        }
+    }
+
+    #[test]
+    fn keep_private_rewrites_every_caching_header() {
+        use http::header::{HeaderMap, HeaderValue, CACHE_CONTROL};
+        let mut h = HeaderMap::new();
+        h.append(CACHE_CONTROL, HeaderValue::from_static("public"));
+        h.append(CACHE_CONTROL, HeaderValue::from_static("max-age=60"));
+        h.insert("cdn-cache-control", HeaderValue::from_static("max-age=600"));
+        h.insert("surrogate-control", HeaderValue::from_static("max-age=600"));
+        h.insert("etag", HeaderValue::from_static("\"x\""));
+        keep_private(&mut h);
+        assert_eq!(
+            h.get_all(CACHE_CONTROL).iter().collect::<Vec<_>>(),
+            ["private, max-age=60"]
+        );
+        assert!(h.get("cdn-cache-control").is_none());
+        assert!(h.get("surrogate-control").is_none());
+        assert_eq!(h.get("etag").unwrap(), "\"x\"");
+        let mut none = HeaderMap::new();
+        keep_private(&mut none);
+        assert_eq!(none.get(CACHE_CONTROL).unwrap(), "private");
     }
 
     #[test]

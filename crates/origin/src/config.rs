@@ -39,7 +39,8 @@ pub struct OriginConfig {
     pub cache_bytes: u64,
     /// The shared Redis tier, when configured (also holds basic-auth lockout counters).
     pub redis_url: Option<String>,
-    /// Failed basic-auth attempts per client address and site before lockout.
+    /// Failed basic-auth attempts per site, client network (IPv6 by /64) and user name
+    /// before lockout.
     pub auth_max_failures: u32,
     /// Window in which failures count, and how long a lockout lasts.
     pub auth_lockout: Duration,

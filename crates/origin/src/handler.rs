@@ -35,7 +35,7 @@ use skyhost_meta::{keys, Encoding, Manifest, Site};
 use skyhost_rules::{AuthRule, RedirectAction, RequestFacts};
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 /// `X-Skyhost-Region`.
@@ -109,6 +109,8 @@ struct SiteCtx<'a> {
     /// Set when the answer is a whole file served as a 200; `route` adds that it came
     /// from the cache and that the site allows keeping it.
     answerable: AtomicBool,
+    /// The basic-auth rules (by source) this request passed, so each is checked once.
+    granted: Mutex<Vec<String>>,
 }
 
 const OUTCOMES: [CacheOutcome; 3] = [
@@ -148,6 +150,23 @@ impl SiteCtx<'_> {
 
     fn is_get_or_head(&self) -> bool {
         self.parts.method == Method::GET || self.parts.method == Method::HEAD
+    }
+
+    fn granted(&self) -> std::sync::MutexGuard<'_, Vec<String>> {
+        // A panic elsewhere cannot leave the list inconsistent: every change is one push.
+        self.granted
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Whether this request passed the auth rule written at `source`.
+    fn passed(&self, source: &str) -> bool {
+        self.granted().iter().any(|s| s == source)
+    }
+
+    /// Whether this request passed any auth rule: its answer is for its requester only.
+    fn authorized(&self) -> bool {
+        !self.granted().is_empty()
     }
 }
 
@@ -223,6 +242,28 @@ fn redirect(status: StatusCode, location: &str) -> Response<OriginBody> {
 
 pub(crate) fn header_value(s: &str) -> HeaderValue {
     HeaderValue::from_str(s).unwrap_or_else(|_| HeaderValue::from_static("invalid"))
+}
+
+/// Sets `_headers` values on an answer; they override defaults such as `Cache-Control`,
+/// never the headers the server owns.
+fn apply_headers(resp: &mut Response<OriginBody>, headers: Vec<(String, String)>) {
+    for (name, value) in headers {
+        let Ok(name) = HeaderName::from_bytes(name.as_bytes()) else {
+            continue;
+        };
+        if owned_header(&name) {
+            continue;
+        }
+        let Ok(value) = HeaderValue::from_str(&value) else {
+            continue;
+        };
+        let h = resp.headers_mut();
+        if name == header::VARY {
+            h.append(name, value);
+        } else {
+            h.insert(name, value);
+        }
+    }
 }
 
 /// Headers `_headers` may never set, whatever the manifest says.
@@ -586,8 +627,12 @@ impl Origin {
             },
             outcome: AtomicU8::new(outcome_index(outcome)),
             answerable: AtomicBool::new(false),
+            granted: Mutex::default(),
         };
         let mut resp = self.serve_site(&ctx).await;
+        if ctx.authorized() || resp.status() == StatusCode::UNAUTHORIZED {
+            cache_control::keep_private(resp.headers_mut());
+        }
         let outcome = ctx.outcome();
         log.outcome = Some(outcome);
         if loaded.answerable
@@ -693,10 +738,6 @@ impl Origin {
     }
 
     async fn authorize(&self, ctx: &SiteCtx<'_>, rule: &AuthRule) -> Option<Response<OriginBody>> {
-        let client = ctx
-            .client
-            .map(|ip| ip.to_string())
-            .unwrap_or_else(|| "unknown".into());
         let decision = self
             .lockout
             .authorize(
@@ -704,11 +745,14 @@ impl Origin {
                 ctx.header(header::AUTHORIZATION),
                 &ctx.site.id,
                 &ctx.manifest.deployment,
-                &client,
+                ctx.client,
             )
             .await;
         match decision {
-            AuthDecision::Granted => None,
+            AuthDecision::Granted => {
+                ctx.granted().push(rule.source().to_owned());
+                None
+            }
             AuthDecision::Challenge => {
                 let mut r = plain(StatusCode::UNAUTHORIZED, "Authentication required\n");
                 r.headers_mut()
@@ -725,6 +769,21 @@ impl Origin {
                 Some(r)
             }
         }
+    }
+
+    /// The auth rule of the file actually served, unless this request passed it already:
+    /// a pretty URL, directory index, fallback, rule target or error page reaches a
+    /// protected file only with its credentials.
+    async fn authorize_served(
+        &self,
+        ctx: &SiteCtx<'_>,
+        file: &str,
+    ) -> Option<Response<OriginBody>> {
+        let rule = ctx.manifest.rules.auth_for(file)?;
+        if ctx.passed(rule.source()) {
+            return None;
+        }
+        self.authorize(ctx, rule).await
     }
 
     /// Serves a site path: the file it resolves to, a canonical redirect, or a 404.
@@ -806,28 +865,22 @@ impl Origin {
     /// `_headers` rules for the request path; they override defaults such as
     /// `Cache-Control`, never the headers the server owns.
     fn rule_headers(&self, ctx: &SiteCtx<'_>, resp: &mut Response<OriginBody>) {
-        for (name, value) in ctx.manifest.rules.headers_for(&ctx.path) {
-            let Ok(name) = HeaderName::from_bytes(name.as_bytes()) else {
-                continue;
-            };
-            if owned_header(&name) {
-                continue;
-            }
-            let Ok(value) = HeaderValue::from_str(&value) else {
-                continue;
-            };
-            let h = resp.headers_mut();
-            if name == header::VARY {
-                h.append(name, value);
-            } else {
-                h.insert(name, value);
-            }
+        apply_headers(resp, ctx.manifest.rules.headers_for(&ctx.path));
+    }
+
+    /// `_headers` rules for an answer serving `file`: those of the request path and those
+    /// of the file, whatever path reached it.
+    fn served_headers(&self, ctx: &SiteCtx<'_>, file: &str, resp: &mut Response<OriginBody>) {
+        if file == ctx.path {
+            return self.rule_headers(ctx, resp);
         }
+        apply_headers(resp, ctx.manifest.rules.headers_for_served(&ctx.path, file));
     }
 
     fn finish(
         &self,
         ctx: &SiteCtx<'_>,
+        file: &str,
         status: StatusCode,
         headers: HeaderMap,
         body: OriginBody,
@@ -835,7 +888,7 @@ impl Origin {
         let mut r = Response::new(body);
         *r.status_mut() = status;
         *r.headers_mut() = headers;
-        self.rule_headers(ctx, &mut r);
+        self.served_headers(ctx, file, &mut r);
         r
     }
 
@@ -847,6 +900,9 @@ impl Origin {
         status: StatusCode,
         mode: Mode,
     ) -> Response<OriginBody> {
+        if let Some(denied) = self.authorize_served(ctx, file).await {
+            return denied;
+        }
         let Some(entry) = ctx.manifest.file(file) else {
             return plain(StatusCode::NOT_FOUND, "Not Found\n");
         };
@@ -909,11 +965,11 @@ impl Origin {
             match conditional::evaluate(&ctx.parts.method, &conditions, &validators) {
                 Precondition::Proceed => {}
                 Precondition::NotModified => {
-                    return self.finish(ctx, StatusCode::NOT_MODIFIED, h, OriginBody::empty())
+                    return self.finish(ctx, file, StatusCode::NOT_MODIFIED, h, OriginBody::empty())
                 }
                 Precondition::Failed => {
                     let mut r = plain(StatusCode::PRECONDITION_FAILED, "Precondition Failed\n");
-                    self.rule_headers(ctx, &mut r);
+                    self.served_headers(ctx, file, &mut r);
                     return r;
                 }
             }
@@ -927,6 +983,7 @@ impl Origin {
             h.insert(header::CONTENT_LENGTH, HeaderValue::from(0));
             return self.finish(
                 ctx,
+                file,
                 StatusCode::RANGE_NOT_SATISFIABLE,
                 h,
                 OriginBody::empty(),
@@ -970,7 +1027,7 @@ impl Origin {
         };
         h.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
         if ctx.parts.method == Method::HEAD {
-            return self.finish(ctx, code, h, OriginBody::empty());
+            return self.finish(ctx, file, code, h, OriginBody::empty());
         }
         match self.data.body(&key, size, range).await {
             Ok(fetched) => {
@@ -979,7 +1036,7 @@ impl Origin {
                 if mode == Mode::File && code == StatusCode::OK {
                     ctx.answerable.store(true, Ordering::Relaxed);
                 }
-                self.finish(ctx, code, h, fetched.body)
+                self.finish(ctx, file, code, h, fetched.body)
             }
             Err(e) => {
                 tracing::error!(site = %ctx.site.id, key, error = %e, "file unavailable");

@@ -24,6 +24,13 @@ pub const DEFAULT_REALM: &str = "Restricted";
 /// Longest realm accepted; it is echoed in every challenge.
 const MAX_REALM_LEN: usize = 200;
 
+/// Most memory a pre-hashed password may make each verification use, in KiB (64 MiB).
+pub const MAX_HASH_MEMORY_KIB: u32 = 64 * 1024;
+/// Most passes a pre-hashed password may ask for.
+pub const MAX_HASH_TIME: u32 = 10;
+/// Most lanes a pre-hashed password may ask for.
+pub const MAX_HASH_LANES: u32 = 4;
+
 /// A password as written in a rule file: plain text, or an argon2id PHC string written by
 /// an operator who did not want plain text in their repository.
 #[derive(Clone)]
@@ -81,17 +88,23 @@ pub(crate) fn parse_credential(text: &str) -> Result<Credential, String> {
         ));
     }
     let secret = if password.starts_with("$argon2") {
-        let valid = PasswordHash::new(password)
-            .map(|h| {
-                h.algorithm == Algorithm::Argon2id.ident()
-                    && h.salt.is_some()
-                    && h.hash.is_some()
-                    && HashParams::try_from(&h).is_ok()
-            })
-            .unwrap_or(false);
-        if !valid {
+        let params = PasswordHash::new(password).ok().and_then(|h| {
+            let valid =
+                h.algorithm == Algorithm::Argon2id.ident() && h.salt.is_some() && h.hash.is_some();
+            valid.then(|| HashParams::try_from(&h).ok()).flatten()
+        });
+        let Some(params) = params else {
             return Err(format!(
                 "user '{user}': the password looks like a hash but is not a valid argon2id PHC string"
+            ));
+        };
+        // Every request with a wrong password costs one verification at this cost.
+        if !cost_within_bounds(&params) {
+            return Err(format!(
+                "user '{user}': the argon2id hash costs m={}, t={}, p={}; the limits are m={MAX_HASH_MEMORY_KIB} (KiB, 64 MiB), t={MAX_HASH_TIME}, p={MAX_HASH_LANES}: hash the password again with a lower cost",
+                params.m_cost(),
+                params.t_cost(),
+                params.p_cost()
             ));
         }
         Secret::Hashed(password.to_string())
@@ -102,6 +115,13 @@ pub(crate) fn parse_credential(text: &str) -> Result<Credential, String> {
         user: user.to_string(),
         secret,
     })
+}
+
+/// Whether argon2 parameters are within the bounds a verification may cost.
+pub fn cost_within_bounds(params: &HashParams) -> bool {
+    params.m_cost() <= MAX_HASH_MEMORY_KIB
+        && params.t_cost() <= MAX_HASH_TIME
+        && params.p_cost() <= MAX_HASH_LANES
 }
 
 /// Shows only the user part of a malformed credential, in case the rest is a password.
@@ -196,9 +216,9 @@ pub enum AuthOutcome {
     /// No basic credentials were sent: answer 401 with the challenge.
     Missing,
     /// Credentials were sent and are wrong (unknown user, wrong password or malformed).
-    /// `user` is the name the client sent, for the origin's lockout accounting.
     Denied {
-        /// User name as sent by the client, if it could be decoded.
+        /// User name as sent by the client, if it could be decoded. An attempted name may
+        /// be a mistyped password: it is never logged.
         user: Option<String>,
     },
 }
@@ -231,30 +251,12 @@ impl AuthRule {
 
     /// Checks an `Authorization` header value.
     pub fn verify(&self, authorization: Option<&str>) -> AuthOutcome {
-        let Some(header) = authorization else {
-            return AuthOutcome::Missing;
+        let (user, password) = match Offered::parse(authorization) {
+            Offered::Nothing => return AuthOutcome::Missing,
+            Offered::Malformed => return AuthOutcome::Denied { user: None },
+            Offered::Credentials { user, password } => (user, password),
         };
-        let header = header.trim();
-        let Some((scheme, encoded)) = header.split_once(' ') else {
-            return if header.eq_ignore_ascii_case("basic") {
-                AuthOutcome::Denied { user: None }
-            } else {
-                AuthOutcome::Missing
-            };
-        };
-        if !scheme.eq_ignore_ascii_case("basic") {
-            return AuthOutcome::Missing;
-        }
-        let decoded = base64::engine::general_purpose::STANDARD
-            .decode(encoded.trim())
-            .ok()
-            .and_then(|bytes| String::from_utf8(bytes).ok());
-        let Some(decoded) = decoded else {
-            return AuthOutcome::Denied { user: None };
-        };
-        let Some((user, password)) = decoded.split_once(':') else {
-            return AuthOutcome::Denied { user: None };
-        };
+        let (user, password) = (user.as_str(), password.as_str());
 
         // Look at every user without stopping early, and pick the hash without a branch.
         let mut found = subtle::Choice::from(0);
@@ -283,14 +285,88 @@ impl AuthRule {
     }
 }
 
-/// Verifies a password against a PHC string; a corrupt hash never verifies.
-fn verify_hash(phc: &str, password: &str) -> bool {
-    match PasswordHash::new(phc) {
-        Ok(parsed) => Argon2::default()
-            .verify_password(password.as_bytes(), &parsed)
-            .is_ok(),
-        Err(_) => false,
+/// What an `Authorization` header offers, read before any password is checked: the
+/// origin counts failures per user name before it spends an argon2 verification.
+#[derive(Clone, PartialEq, Eq)]
+pub enum Offered {
+    /// No basic credentials (no header, or another scheme): answer with the challenge.
+    Nothing,
+    /// Basic credentials that do not decode to `user:password`.
+    Malformed,
+    /// A user name and a password, as sent.
+    Credentials {
+        /// The user name sent.
+        user: String,
+        /// The password sent.
+        password: String,
+    },
+}
+
+impl fmt::Debug for Offered {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Offered::Nothing => f.write_str("Nothing"),
+            Offered::Malformed => f.write_str("Malformed"),
+            // Never print the password, even in debug output.
+            Offered::Credentials { user, .. } => f
+                .debug_struct("Credentials")
+                .field("user", user)
+                .finish_non_exhaustive(),
+        }
     }
+}
+
+impl Offered {
+    /// Reads an `Authorization` header value (`Basic base64(user:password)`).
+    pub fn parse(authorization: Option<&str>) -> Offered {
+        let Some(header) = authorization else {
+            return Offered::Nothing;
+        };
+        let header = header.trim();
+        let Some((scheme, encoded)) = header.split_once(' ') else {
+            return if header.eq_ignore_ascii_case("basic") {
+                Offered::Malformed
+            } else {
+                Offered::Nothing
+            };
+        };
+        if !scheme.eq_ignore_ascii_case("basic") {
+            return Offered::Nothing;
+        }
+        let decoded = base64::engine::general_purpose::STANDARD
+            .decode(encoded.trim())
+            .ok()
+            .and_then(|bytes| String::from_utf8(bytes).ok());
+        match decoded.as_deref().and_then(|d| d.split_once(':')) {
+            Some((user, password)) => Offered::Credentials {
+                user: user.to_string(),
+                password: password.to_string(),
+            },
+            None => Offered::Malformed,
+        }
+    }
+
+    /// The user name sent, if the credentials decoded.
+    pub fn user(&self) -> Option<&str> {
+        match self {
+            Offered::Credentials { user, .. } => Some(user),
+            _ => None,
+        }
+    }
+}
+
+/// Verifies a password against a PHC string; a corrupt hash, or one costing more than the
+/// bounds (a manifest written before they were checked at deploy), never verifies.
+fn verify_hash(phc: &str, password: &str) -> bool {
+    let Ok(parsed) = PasswordHash::new(phc) else {
+        return false;
+    };
+    if !HashParams::try_from(&parsed).is_ok_and(|p| cost_within_bounds(&p)) {
+        return false;
+    }
+    Argon2::default()
+        .verify_password(password.as_bytes(), &parsed)
+        .is_ok()
 }
 
 /// Hashes a password with argon2id and a fresh random salt.

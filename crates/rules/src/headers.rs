@@ -311,13 +311,20 @@ pub(crate) fn parse_into(
 /// The headers for a decoded request path: every matching rule in order, values of a
 /// header set more than once joined with `", "` (names compared case-insensitively).
 pub fn headers_for(rules: &[HeaderRule], path: &str) -> Vec<(String, String)> {
+    headers_for_any(rules, &[path])
+}
+
+/// The headers for an answer reached through several paths (the request path and the file
+/// served): every rule that matches any of them, in order and each once, merged as
+/// [`headers_for`] merges them.
+pub fn headers_for_any(rules: &[HeaderRule], paths: &[&str]) -> Vec<(String, String)> {
     if rules.is_empty() {
         return Vec::new();
     }
-    let split = SplitPath::new(path);
+    let splits: Vec<SplitPath<'_>> = paths.iter().map(|p| SplitPath::new(p)).collect();
     let mut out: Vec<(String, String)> = Vec::new();
     for rule in rules {
-        if rule.path.matches_split(&split).is_none() {
+        if !splits.iter().any(|s| rule.path.matches_split(s).is_some()) {
             continue;
         }
         for (name, value) in &rule.headers {

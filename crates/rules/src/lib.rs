@@ -16,7 +16,7 @@ pub mod ssrf;
 
 use serde::{Deserialize, Serialize};
 
-pub use auth::{AuthOutcome, AuthRule, AuthUser, HashParams, PlainAuthRule};
+pub use auth::{AuthOutcome, AuthRule, AuthUser, HashParams, Offered, PlainAuthRule};
 pub use config::ProxyPolicy;
 pub use error::RuleError;
 pub use headers::HeaderRule;
@@ -211,6 +211,13 @@ impl SiteRules {
     /// Response headers for a decoded request path, merged from every matching rule.
     pub fn headers_for(&self, path: &str) -> Vec<(String, String)> {
         headers::headers_for(&self.headers, path)
+    }
+
+    /// Response headers for an answer that serves the file `file` to the request path
+    /// `path`: every rule that matches either, each once, merged as [`Self::headers_for`]
+    /// merges them.
+    pub fn headers_for_served(&self, path: &str, file: &str) -> Vec<(String, String)> {
+        headers::headers_for_any(&self.headers, &[path, file])
     }
 
     /// The basic-auth rule protecting a decoded request path: the first that matches.

@@ -261,3 +261,132 @@ fn production_sealing_uses_argon2id_defaults() {
         granted("alice")
     );
 }
+
+/// A real argon2id hash of `password` at the given cost (cheap in memory, so tests stay fast
+/// even where the pass count is over the bound).
+fn phc(password: &str, m: u32, t: u32, p: u32) -> String {
+    use argon2::password_hash::{PasswordHasher, SaltString};
+    let params = HashParams::new(m, t, p, None).unwrap();
+    let hasher = argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params);
+    let salt = SaltString::encode_b64(b"sixteen byte salt").unwrap();
+    hasher
+        .hash_password(password.as_bytes(), &salt)
+        .unwrap()
+        .to_string()
+}
+
+/// A syntactically valid argon2id PHC string with the given cost (no password hashed).
+fn phc_claiming(m: u32, t: u32, p: u32) -> String {
+    format!("$argon2id$v=19$m={m},t={t},p={p}$c2FsdHNhbHQ$SGVsbG9Xb3JsZEhlbGxvV29ybGQ")
+}
+
+#[test]
+fn prehashed_costs_over_the_bounds_are_refused_at_deploy_with_file_and_line() {
+    let over = |m, t, p| {
+        format!(
+            "user 'ann': the argon2id hash costs m={m}, t={t}, p={p}; the limits are m=65536 (KiB, 64 MiB), t=10, p=4: hash the password again with a lower cost"
+        )
+    };
+    // (m KiB, t, p, refusal)
+    let cases: &[(u32, u32, u32, Option<String>)] = &[
+        (19456, 2, 1, None),
+        (65536, 10, 4, None),
+        (65537, 1, 1, Some(over(65537, 1, 1))),
+        (4 * 1024 * 1024, 1, 1, Some(over(4 * 1024 * 1024, 1, 1))),
+        (8, 11, 1, Some(over(8, 11, 1))),
+        (8, 1000, 1, Some(over(8, 1000, 1))),
+        (64, 1, 5, Some(over(64, 1, 5))),
+    ];
+    for (m, t, p, refusal) in cases {
+        let hash = phc_claiming(*m, *t, *p);
+        let headers = format!("/a/*\n  X-Frame-Options: DENY\n  Basic-Auth: ann:{hash}\n");
+        let config = format!(
+            "[[auth.rules]]\npath = \"/b/*\"\nusers = [\"bob:pw\"]\n\n[[auth.rules]]\npath = \"/c/*\"\nusers = [\"ann:{hash}\"]\n"
+        );
+        let result = parse_site(SiteFiles {
+            headers: Some(&headers),
+            config: Some(&config),
+            redirects: None,
+        });
+        match refusal {
+            None => assert!(result.is_ok(), "m={m} t={t} p={p}: {result:?}"),
+            Some(reason) => {
+                let shown: Vec<String> = result
+                    .unwrap_err()
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect();
+                assert_eq!(
+                    shown,
+                    [
+                        format!("_headers:3: {reason}"),
+                        format!("skyhost.toml:5: {reason}")
+                    ],
+                    "m={m} t={t} p={p}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn a_stored_hash_over_the_bounds_never_verifies() {
+    // A manifest written before the bounds were checked at deploy: its over-cost hash is
+    // refused at request time instead of costing each wrong guess that much.
+    let within = phc("pw", 8, 10, 1);
+    let over = phc("pw", 8, 11, 1);
+    let mut json = serde_json::to_value(sealed()).unwrap();
+    json["auth"][0]["users"][0]["hash"] = within.clone().into();
+    json["auth"][0]["users"][1]["hash"] = over.into();
+    let rules: SiteRules = serde_json::from_value(json).unwrap();
+    let rule = rules.auth_for("/members/").unwrap();
+    assert_eq!(rule.verify(Some(&basic("alice", "pw"))), granted("alice"));
+    assert_eq!(rule.verify(Some(&basic("bob", "pw"))), denied(Some("bob")));
+}
+
+#[test]
+fn offered_credentials_table() {
+    use skyhost_rules::Offered;
+    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+    let creds = |user: &str, password: &str| Offered::Credentials {
+        user: user.to_string(),
+        password: password.to_string(),
+    };
+    let cases: Vec<(Option<String>, Offered)> = vec![
+        (None, Offered::Nothing),
+        (Some(String::new()), Offered::Nothing),
+        (Some("Bearer abc".into()), Offered::Nothing),
+        (Some("Digest username=\"a\"".into()), Offered::Nothing),
+        (Some("Basic".into()), Offered::Malformed),
+        (Some("basic ".into()), Offered::Malformed),
+        (Some("Basic !!!".into()), Offered::Malformed),
+        (
+            Some(format!("Basic {}", b64("no-colon"))),
+            Offered::Malformed,
+        ),
+        (
+            Some(format!(
+                "Basic {}",
+                base64::engine::general_purpose::STANDARD.encode([0xff, b':', b'x'])
+            )),
+            Offered::Malformed,
+        ),
+        (Some(basic("ann", "pw")), creds("ann", "pw")),
+        (Some(basic("ann", "a:b")), creds("ann", "a:b")),
+        (Some(basic("", "pw")), creds("", "pw")),
+        (
+            Some(format!("  bAsIc   {}  ", b64("ann:pw"))),
+            creds("ann", "pw"),
+        ),
+    ];
+    for (header, want) in cases {
+        assert_eq!(Offered::parse(header.as_deref()), want, "{header:?}");
+    }
+    assert_eq!(creds("ann", "pw").user(), Some("ann"));
+    assert_eq!(Offered::Malformed.user(), None);
+    let shown = format!("{:?}", creds("ann", "hunter2"));
+    assert!(
+        shown.contains("ann") && !shown.contains("hunter2"),
+        "{shown}"
+    );
+}

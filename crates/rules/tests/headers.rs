@@ -129,3 +129,50 @@ fn basic_auth_lines_are_not_headers() {
     assert!(rules.auth_for("/private/x").is_some());
     assert!(rules.auth_for("/public").is_none());
 }
+
+#[test]
+fn served_file_headers_join_the_request_paths() {
+    let rules = site(
+        "/secret.html\n  X-Robots-Tag: noindex\n  Vary: Cookie\n\n/secret\n  X-Frame-Options: DENY\n\n/*\n  X-Content-Type-Options: nosniff\n\n/admin/*\n  X-Robots-Tag: none\n",
+        None,
+    );
+    type Case<'a> = (&'a str, &'a str, &'a [(&'a str, &'a str)]);
+    let cases: &[Case] = &[
+        // Pretty URL: the request path's rules and the file's, each rule once.
+        (
+            "/secret",
+            "/secret.html",
+            &[
+                ("X-Robots-Tag", "noindex"),
+                ("Vary", "Cookie"),
+                ("X-Frame-Options", "DENY"),
+                ("X-Content-Type-Options", "nosniff"),
+            ],
+        ),
+        (
+            "/secret.html",
+            "/secret.html",
+            &[
+                ("X-Robots-Tag", "noindex"),
+                ("Vary", "Cookie"),
+                ("X-Content-Type-Options", "nosniff"),
+            ],
+        ),
+        // An SPA fallback or 404 page served for an unrelated path.
+        (
+            "/missing",
+            "/admin/index.html",
+            &[
+                ("X-Content-Type-Options", "nosniff"),
+                ("X-Robots-Tag", "none"),
+            ],
+        ),
+    ];
+    for (path, file, want) in cases {
+        assert_eq!(
+            rules.headers_for_served(path, file),
+            pairs(want),
+            "{path} → {file}"
+        );
+    }
+}
