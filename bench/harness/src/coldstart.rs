@@ -128,7 +128,7 @@ pub fn functions(bin_dir: &Path, hello: &Path, closed_endpoint: &str) -> Vec<Fun
                     "SKYHOST_REGION_ENDPOINTS",
                     "us-west-2=https://us-west-2.example.com,eu-central-1=https://eu-central-1.example.com,ap-southeast-1=https://ap-southeast-1.example.com",
                 ),
-                ("SKYHOST_NOTIFY_SECRETS", "bench-secret-new,bench-secret-old"),
+                ("SKYHOST_NOTIFY_SECRET_ID", "skyhost/notify-secrets"),
             ]),
             budgeted: true,
         },
