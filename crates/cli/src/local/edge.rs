@@ -10,6 +10,7 @@ use futures::TryStreamExt;
 use http_body_util::{combinators::BoxBody, BodyExt, Full, StreamBody};
 use hyper::body::Frame;
 use hyper_util::rt::TokioIo;
+use skyhost_origin::forwarded::ORIGIN_VERIFY;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -33,6 +34,10 @@ pub struct Target {
 /// Router settings.
 #[derive(Clone, Debug)]
 pub struct EdgeOptions {
+    /// The value sent to origins in `X-Skyhost-Origin-Verify`, as CloudFront sends its
+    /// secret: origins trust the forwarded headers (`CloudFront-Viewer-Country`,
+    /// `X-Forwarded-*`) of requests carrying it. A visitor's own is never passed on.
+    pub origin_verify: Option<http::HeaderValue>,
     /// Time between health checks.
     pub interval: Duration,
     /// Consecutive results that flip a region's health.
@@ -166,8 +171,16 @@ impl Edge {
             .request(parts.method.clone(), format!("{}{path}", t.base))
             .body(body);
         for (name, value) in &parts.headers {
-            if !is_hop_by_hop(name.as_str()) {
+            if !is_hop_by_hop(name.as_str()) && name != ORIGIN_VERIFY && name != "x-forwarded-host"
+            {
                 out = out.header(name, value);
+            }
+        }
+        if let Some(v) = &self.opts.origin_verify {
+            out = out.header(ORIGIN_VERIFY, v.clone());
+            // As CloudFront's function does: the site host travels in X-Forwarded-Host.
+            if let Some(host) = parts.headers.get(http::header::HOST) {
+                out = out.header("x-forwarded-host", host.clone());
             }
         }
         match out.send().await {

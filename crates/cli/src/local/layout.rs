@@ -113,6 +113,20 @@ impl Layout {
         self.dir.join(format!("cursor-{name}"))
     }
 
+    /// The file of the secret the edge router sends origins in `X-Skyhost-Origin-Verify`,
+    /// made on first use (owner-only): comma-separated values, newest first, the first
+    /// one sent. Origins read it again when a value fails, so editing it rotates.
+    pub fn origin_verify_secret(&self) -> Result<PathBuf> {
+        let p = self.dir.join("origin-verify-secret");
+        if !std::fs::metadata(&p).is_ok_and(|m| m.len() > 0) {
+            std::fs::create_dir_all(&self.dir)?;
+            let value = hex::encode(rand::random::<[u8; 32]>());
+            write_private(&p, value.as_bytes())
+                .with_context(|| format!("cannot write {}", p.display()))?;
+        }
+        Ok(p)
+    }
+
     /// The notification secret of this folder, made on first use.
     pub fn secret(&self) -> Result<Vec<u8>> {
         let p = self.dir.join("notify-secret");
@@ -125,5 +139,25 @@ impl Layout {
                 Ok(s)
             }
         }
+    }
+}
+
+/// Writes a new file that only its owner may read (replacing an empty one).
+fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+        options.mode(0o600);
+        let mut f = options.open(path)?;
+        // `mode` applies only to a file created now: an existing empty one is narrowed.
+        f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+        f.write_all(bytes)
+    }
+    #[cfg(not(unix))]
+    {
+        options.open(path)?.write_all(bytes)
     }
 }
