@@ -93,7 +93,8 @@ pub fn verify(
     Err(SignatureError::Mismatch)
 }
 
-/// Secrets from `SKYHOST_NOTIFY_SECRETS`: comma-separated, the first one signs.
+/// Secrets written comma-separated, newest first (the first one signs); the same as
+/// [`crate::secrets::parse_values`].
 pub fn parse_secrets(raw: &str) -> Vec<Vec<u8>> {
     raw.split(',')
         .map(str::trim)
