@@ -22,6 +22,8 @@ pub const REFRESH: Duration = Duration::from_secs(300);
 /// The least time between two reads asked for by failed verifications (or after a read
 /// that failed).
 pub const MIN_REREAD: Duration = Duration::from_secs(30);
+/// How long one read may take before it counts as failed.
+pub const READ_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// A secret's accepted values, newest first.
 pub type Values = Arc<Vec<Vec<u8>>>;
@@ -295,7 +297,14 @@ impl Secret {
 
     /// Reads the source now (the caller holds `reading`) and keeps what it yields.
     async fn read_now(&self) -> Result<Values, SecretError> {
-        let result = self.0.source.read().await;
+        let result = tokio::time::timeout(READ_TIMEOUT, self.0.source.read())
+            .await
+            .unwrap_or_else(|_| {
+                Err(SecretError::Unavailable {
+                    secret: self.name().to_owned(),
+                    reason: format!("no answer within {READ_TIMEOUT:?}"),
+                })
+            });
         let now = Instant::now();
         let mut state = self.state();
         state.tried_at = Some(now);
@@ -312,7 +321,7 @@ impl Secret {
                 Ok(values)
             }
             Err(e) => {
-                tracing::warn!(secret = self.name(), error = %e, "secret read failed");
+                tracing::error!(secret = self.name(), error = %e, "secret read failed");
                 if state.values.is_none() {
                     state.error = Some(e.clone());
                 }
@@ -372,9 +381,12 @@ impl Secret {
 
     /// After a verification against `seen` failed: the values, if they are not `seen`
     /// any more (read again now unless that was done less than the minimum interval
-    /// ago). `None` when nothing new can be had.
+    /// ago). `None` when nothing new can be had, or while another caller is reading:
+    /// failures never queue behind a read.
     pub async fn reread_after_failure(&self, seen: &Values) -> Option<Values> {
-        let _reading = self.0.reading.lock().await;
+        let Ok(_reading) = self.0.reading.try_lock() else {
+            return None;
+        };
         {
             let state = self.state();
             // Another caller read new ones meanwhile.
@@ -549,6 +561,28 @@ mod tests {
             ["new", "old"]
         );
         assert_eq!(src.reads(), 3);
+    }
+
+    /// A source that never answers.
+    struct Hung;
+
+    #[async_trait]
+    impl SecretSource for Hung {
+        fn name(&self) -> &str {
+            "hung"
+        }
+        async fn read(&self) -> Result<Vec<Vec<u8>>, SecretError> {
+            std::future::pending().await
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_read_that_hangs_fails_after_the_timeout() {
+        let s = Secret::new(Hung);
+        let started = Instant::now();
+        let err = s.values().await.unwrap_err();
+        assert_eq!(started.elapsed(), READ_TIMEOUT);
+        assert!(err.to_string().contains("hung"), "{err}");
     }
 
     #[tokio::test]
