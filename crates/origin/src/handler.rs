@@ -642,7 +642,7 @@ impl Origin {
     /// re-reads the secret (rate limited) and is checked once more, so a replicator
     /// already signing with a rotated secret is believed.
     async fn notify(&self, parts: &Parts, body: &Bytes) -> Response<OriginBody> {
-        let mut secrets = match self.notify_secret.values().await {
+        let secrets = match self.notify_secret.values().await {
             Ok(s) => s,
             Err(e) => {
                 tracing::error!(error = %e, "notify secret unavailable");
@@ -650,24 +650,25 @@ impl Origin {
                 return json(StatusCode::SERVICE_UNAVAILABLE, &err);
             }
         };
-        loop {
-            let (status, value) = notify::handle(
+        let check = |secrets: skyhost_meta::secrets::Values| async move {
+            let now = skyhost_meta::now();
+            notify::handle(
                 &secrets,
                 &self.resolver,
                 &self.data,
                 &parts.headers,
                 body,
-                skyhost_meta::now(),
+                now,
             )
-            .await;
-            if status == StatusCode::UNAUTHORIZED {
-                if let Some(newer) = self.notify_secret.reread_after_failure(&secrets).await {
-                    secrets = newer;
-                    continue;
-                }
+            .await
+        };
+        let (mut status, mut value) = check(secrets.clone()).await;
+        if status == StatusCode::UNAUTHORIZED {
+            if let Some(newer) = self.notify_secret.reread_after_failure(&secrets).await {
+                (status, value) = check(newer).await;
             }
-            return json(status, &value);
         }
+        json(status, &value)
     }
 
     async fn serve_site(&self, ctx: &SiteCtx<'_>) -> Response<OriginBody> {
