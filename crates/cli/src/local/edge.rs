@@ -171,8 +171,7 @@ impl Edge {
             .request(parts.method.clone(), format!("{}{path}", t.base))
             .body(body);
         for (name, value) in &parts.headers {
-            if !is_hop_by_hop(name.as_str()) && name != ORIGIN_VERIFY && name != "x-forwarded-host"
-            {
+            if !is_hop_by_hop(name.as_str()) && !set_by_the_front(name.as_str()) {
                 out = out.header(name, value);
             }
         }
@@ -202,6 +201,13 @@ impl Edge {
             Err(e) => Self::plain(502, &format!("region {} did not answer: {e}\n", t.region)),
         }
     }
+}
+
+/// Headers the edge sets itself, as CloudFront does, never a visitor's. The edge listens
+/// on loopback only, so every visitor is 127.0.0.1: without X-Forwarded-For the origin
+/// counts its peer, which is that address too.
+fn set_by_the_front(name: &str) -> bool {
+    name == ORIGIN_VERIFY.as_str() || name == "x-forwarded-host" || name == "x-forwarded-for"
 }
 
 fn is_hop_by_hop(name: &str) -> bool {
