@@ -32,6 +32,8 @@ DEPLOY_OLD = "20260102T030405Z-0a1b2c3d"
 DEPLOY_NEW = "20260103T101112Z-4e5f6a7b"
 CHANGED = 1767435072  # 2026-01-03T10:11:12Z, when DEPLOY_NEW was activated
 NOTIFY_SECRET = "skyhost-fixture-secret"
+# The value CloudFront's origin custom header carries (X-Skyhost-Origin-Verify).
+ORIGIN_VERIFY_SECRET = "skyhost-fixture-front"
 NOTIFY_TS = CHANGED + 1
 
 
@@ -329,7 +331,8 @@ def api_fixtures() -> None:
         "",
         {"host": DOMAINS[1].upper() + ":443", **BROWSER},
     )
-    # Behind CloudFront: Host is the origin name, the site host travels in X-Forwarded-Host.
+    # Behind CloudFront: Host is the origin name, the site host travels in X-Forwarded-Host,
+    # and the origin custom header proves the request came through the distribution.
     both(
         "get-forwarded-host",
         "GET",
@@ -342,6 +345,7 @@ def api_fixtures() -> None:
             "accept-language": "de-DE,de;q=0.9,en;q=0.5",
             "via": "2.0 0f1e2d3c4b5a69788796a5b4c3d2e1f0.cloudfront.net (CloudFront)",
             "x-amz-cf-id": "Zm9yLWZpeHR1cmVzLW9ubHktbm90LWEtcmVhbC1pZA==",
+            "x-skyhost-origin-verify": ORIGIN_VERIFY_SECRET,
             **{**BROWSER, "x-forwarded-for": "198.51.100.23, 130.176.0.1"},
         },
     )

@@ -586,7 +586,7 @@ def test_samconfig_stacks_resolve_as_the_code_expects(template: dict, contract: 
     assert origin["SKYHOST_REGION"] == env
     assert origin["SKYHOST_BUCKET"] == f"{prefix}-{ACCOUNT}-{env}"
     assert origin["SKYHOST_PRIMARY_BUCKET"] == f"{prefix}-{ACCOUNT}-{primary}"
-    assert origin["SKYHOST_TRUST_FORWARDED_HOST"] == stack.params["EnableCloudFront"]
+    assert_front_settings(stack, origin)
     assert origin.get("REDIS_URL") == (stack.params["RedisUrl"] or None)
     # Every region's origin reads the one table, in the primary region.
     table_arn = stack.statement("OriginRole", "ReadSitesTable")["Resource"]
@@ -594,6 +594,16 @@ def test_samconfig_stacks_resolve_as_the_code_expects(template: dict, contract: 
         template["Resources"]["SitesTable"]["Properties"]["TableName"]
     )
     assert table_arn == f"arn:aws:dynamodb:{primary}:{ACCOUNT}:table/{primary_table}"
+
+
+def assert_front_settings(stack: Stack, origin: dict[str, str]) -> None:
+    """The origin names its secrets (never holds their values) and gets the front setting."""
+    assert origin["SKYHOST_NOTIFY_SECRET_ID"] == stack.params["NotifySecretName"]
+    cloudfront = stack.params["EnableCloudFront"] == "true"
+    assert origin.get("SKYHOST_ORIGIN_VERIFY_SECRET_ID") == (
+        stack.params["OriginVerifySecretName"] if cloudfront else None
+    )
+    assert origin["SKYHOST_DIRECT_ACCESS"] == stack.params["DirectAccess"]
 
 
 # (ReplicaRegions, expected replicator endpoints, expected asset-copier buckets or None
@@ -692,7 +702,8 @@ def test_optional_settings_reach_every_region(
         stack = Stack(template, region, params)
         primary = region == "us-west-2"
         origin = stack.env("OriginFunction")
-        assert origin["SKYHOST_TRUST_FORWARDED_HOST"] == enable
+        assert_front_settings(stack, origin)
+        assert ("SKYHOST_ORIGIN_VERIFY_SECRET_ID" in origin) == cloudfront
         assert origin.get("REDIS_URL") == (redis or None)
         # The distribution exists once, in the primary, and only when enabled.
         assert stack.exists("EdgeDistribution") == (cloudfront and primary)
@@ -713,6 +724,135 @@ def test_optional_settings_reach_every_region(
             assert public["Name"] == "*.sites.example"
             expected = "<EdgeDistribution.DomainName>" if cloudfront else "sites.o.example"
             assert public["AliasTarget"]["DNSName"] == expected
+
+
+# ---------------------------------------------------------------------------- secrets and the front
+
+
+def secret_arn(region: str, name: str) -> str:
+    return f"arn:aws:secretsmanager:{region}:{ACCOUNT}:secret:{name}-??????"
+
+
+def secret_statements(stack: Stack, role: str) -> list[dict]:
+    """Every statement of `role` that grants a Secrets Manager action, evaluated."""
+    [doc] = stack.t["Resources"][role]["Properties"]["Policies"]
+    out = []
+    for stmt in doc["PolicyDocument"]["Statement"]:
+        actions = stmt["Action"] if isinstance(stmt["Action"], list) else [stmt["Action"]]
+        if any(str(a).startswith("secretsmanager:") for a in actions):
+            out.append(stack.eval(stmt))
+    return out
+
+
+def test_no_secret_value_is_resolved_into_a_function(template: dict) -> None:
+    for enable in ("false", "true"):
+        params = {"PrimaryRegion": "us-west-2", "ReplicaRegions": "eu-central-1", "EnableCloudFront": enable}
+        stack = Stack(template, "us-west-2", params)
+        for function in FUNCTIONS:
+            if stack.exists(function):
+                for var, value in stack.env(function).items():
+                    assert "{{resolve:" not in str(value), f"{function} {var} holds a resolved secret"
+
+
+@pytest.mark.parametrize("enable", ["false", "true"])
+@pytest.mark.parametrize("region", ["us-west-2", "eu-central-1"])
+def test_functions_may_read_exactly_their_secrets_in_their_region(
+    template: dict, enable: str, region: str
+) -> None:
+    params = {
+        "PrimaryRegion": "us-west-2",
+        "ReplicaRegions": "eu-central-1",
+        "EnableCloudFront": enable,
+        "NotifySecretName": "team/notify",
+        "OriginVerifySecretName": "team/front",
+    }
+    stack = Stack(template, region, params)
+    [origin] = secret_statements(stack, "OriginRole")
+    assert origin["Effect"] == "Allow"
+    assert origin["Action"] == "secretsmanager:GetSecretValue"
+    expected = [secret_arn(region, "team/notify")]
+    if enable == "true":
+        expected.append(secret_arn(region, "team/front"))
+    assert origin["Resource"] == expected
+    if stack.exists("ReplicatorRole"):
+        [replicator] = secret_statements(stack, "ReplicatorRole")
+        assert replicator["Action"] == "secretsmanager:GetSecretValue"
+        assert replicator["Resource"] == secret_arn(region, "team/notify")
+    for role in ("AssetCopierRole",):
+        if stack.exists(role):
+            assert secret_statements(stack, role) == []
+
+
+def rust_constant(path: Path, pattern: str) -> str:
+    m = re.search(pattern, path.read_text())
+    assert m, f"{path}: no match for {pattern}"
+    return m.group(1)
+
+
+FORWARDED_RS = ROOT / "crates" / "origin" / "src" / "forwarded.rs"
+
+
+@pytest.mark.parametrize("version", ["", "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0"])
+def test_cloudfront_sends_the_origin_verify_secret(template: dict, version: str) -> None:
+    params = {
+        "PrimaryRegion": "us-west-2",
+        "EnableCloudFront": "true",
+        "OriginVerifySecretName": "team/front",
+        "OriginVerifySecretVersion": version,
+    }
+    allowed = re.compile(template["Parameters"]["OriginVerifySecretVersion"]["AllowedPattern"])
+    assert allowed.fullmatch(version)
+    stack = Stack(template, "us-west-2", params)
+    assert stack.exists("EdgeDistribution")
+    config = stack.eval(template["Resources"]["EdgeDistribution"]["Properties"]["DistributionConfig"])
+    [origin] = config["Origins"]
+    [header] = origin["OriginCustomHeaders"]
+    # The header the origin checks, spelled as the code spells it.
+    name = rust_constant(FORWARDED_RS, r'ORIGIN_VERIFY: HeaderName = HeaderName::from_static\("([^"]+)"\)')
+    assert header["HeaderName"].lower() == name
+    # Pinned to a version when given: changing it is what makes CloudFormation re-read.
+    pin = f":::{version}" if version else ""
+    assert header["HeaderValue"] == "{{resolve:secretsmanager:team/front:SecretString" + pin + "}}"
+    # The header is for the origin only: not part of the cache key.
+    policy = stack.eval(template["Resources"]["EdgeCachePolicy"]["Properties"])
+    keyed = policy["CachePolicyConfig"]["ParametersInCacheKeyAndForwardedToOrigin"]["HeadersConfig"]["Headers"]
+    assert name not in [h.lower() for h in keyed]
+    assert not allowed.fullmatch("AWSCURRENT")
+
+
+def rule_holds(stack: Stack, rule: dict) -> bool:
+    if "RuleCondition" in rule and not stack.truth(rule["RuleCondition"]):
+        return True
+    return all(stack.truth(a["Assert"]) for a in rule["Assertions"])
+
+
+@pytest.mark.parametrize(
+    "direct,enable,accepted",
+    [("allow", "false", True), ("allow", "true", True), ("refuse", "true", True), ("refuse", "false", False)],
+)
+def test_refusing_direct_access_needs_cloudfront(
+    template: dict, direct: str, enable: str, accepted: bool
+) -> None:
+    param = template["Parameters"]["DirectAccess"]
+    assert param["AllowedValues"] == ["allow", "refuse"]
+    assert param["Default"] == "allow"
+    stack = Stack(template, "us-west-2", {"DirectAccess": direct, "EnableCloudFront": enable})
+    rule = template["Rules"]["RefusingDirectAccessNeedsCloudFront"]
+    assert rule_holds(stack, rule) == accepted
+
+
+def test_direct_callers_reach_health_and_notify(template: dict) -> None:
+    """With DirectAccess=refuse the origin still answers Route 53's health check and the
+    replicator's notifications, which call the regional name without CloudFront."""
+    text = FORWARDED_RS.read_text()
+    m = re.search(r"DIRECT_PATHS: \[&str; \d+\] = \[([^\]]*)\]", text)
+    assert m, "DIRECT_PATHS not found"
+    direct = re.findall(r'"([^"]+)"', m.group(1))
+    stack = Stack(template, "us-west-2", {"DomainName": "o.example"})
+    probed = stack.eval(template["Resources"]["HealthCheck"]["Properties"]["HealthCheckConfig"])
+    assert probed["ResourcePath"] in direct
+    assert "/_skyhost/notify" in direct
+    assert sorted(direct) == ["/_skyhost/health", "/_skyhost/notify"]
 
 
 # ---------------------------------------------------------------------------- fixtures

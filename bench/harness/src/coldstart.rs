@@ -86,11 +86,9 @@ pub fn origin_env() -> Vec<(String, String)> {
         ("SKYHOST_TABLE", "skyhost-sites"),
         ("SKYHOST_BUCKET", "skyhost-123456789012-eu-central-1"),
         ("SKYHOST_PRIMARY_BUCKET", "skyhost-123456789012-us-west-2"),
-        (
-            "SKYHOST_NOTIFY_SECRETS",
-            "bench-secret-new,bench-secret-old",
-        ),
-        ("SKYHOST_TRUST_FORWARDED_HOST", "false"),
+        // Secrets are named; an origin reads them only when it needs them.
+        ("SKYHOST_NOTIFY_SECRET_ID", "skyhost/notify-secrets"),
+        ("SKYHOST_DIRECT_ACCESS", "allow"),
         ("SKYHOST_CACHE_BYTES", "67108864"),
     ])
 }
@@ -130,7 +128,7 @@ pub fn functions(bin_dir: &Path, hello: &Path, closed_endpoint: &str) -> Vec<Fun
                     "SKYHOST_REGION_ENDPOINTS",
                     "us-west-2=https://us-west-2.example.com,eu-central-1=https://eu-central-1.example.com,ap-southeast-1=https://ap-southeast-1.example.com",
                 ),
-                ("SKYHOST_NOTIFY_SECRETS", "bench-secret-new,bench-secret-old"),
+                ("SKYHOST_NOTIFY_SECRET_ID", "skyhost/notify-secrets"),
             ]),
             budgeted: true,
         },

@@ -86,6 +86,7 @@ async fn route(limits: Limits) -> Routed {
             interval: Duration::from_secs(1),
             threshold: 1,
             emulate_latency: false,
+            origin_verify: None,
         },
     )
     .unwrap();

@@ -176,6 +176,43 @@ async fn local_multi_region_end_to_end() {
         assert_eq!(a.body, index);
     }
 
+    // The edge plays CloudFront: an origin honours X-Forwarded-Host only with the edge's
+    // secret header (from a file only its owner reads), never from a direct caller.
+    let secret_file = state.join("origin-verify-secret");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&secret_file)
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600, "{mode:o}");
+    }
+    let front = std::fs::read_to_string(&secret_file).unwrap();
+    let origin = format!("http://127.0.0.1:{}/", port + 1);
+    let forwarded = |verify: Option<&str>| {
+        let mut req = c
+            .get(&origin)
+            .header("host", "127.0.0.1")
+            .header("x-forwarded-host", "demo.test");
+        if let Some(v) = verify {
+            req = req.header("x-skyhost-origin-verify", v.trim());
+        }
+        async move { req.send().await.unwrap().status().as_u16() }
+    };
+    assert_eq!(forwarded(None).await, 404, "a spoofed X-Forwarded-Host");
+    assert_eq!(forwarded(Some("guess")).await, 404, "a guessed secret");
+    assert_eq!(forwarded(Some(&front)).await, 200, "the edge's secret");
+    let through_edge = c
+        .get(&edge)
+        .header("host", "demo.test")
+        .header("x-forwarded-host", "elsewhere.test")
+        .header("x-skyhost-origin-verify", "guess")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(through_edge.status(), 200, "the edge replaces both");
+
     // One file changed: one file uploaded, served by every region within a second.
     std::fs::write(
         site.join("about.html"),

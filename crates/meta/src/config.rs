@@ -134,6 +134,23 @@ impl SdkConfigCell {
         Self::with(ConfigSource::Load(region.to_owned()))
     }
 
+    /// The process's one configuration of `region`, loaded on first use: every caller
+    /// naming the region shares it, so its HTTP connector and credentials are loaded once.
+    pub fn shared(region: &str) -> Self {
+        static SHARED: std::sync::Mutex<Vec<(String, SdkConfigCell)>> =
+            std::sync::Mutex::new(Vec::new());
+        // Entries are only ever pushed whole, so a poisoned lock still holds a good list.
+        let mut shared = SHARED
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some((_, cell)) = shared.iter().find(|(r, _)| r == region) {
+            return cell.clone();
+        }
+        let cell = Self::load(region);
+        shared.push((region.to_owned(), cell.clone()));
+        cell
+    }
+
     /// This configuration for another region ([`for_region`]), derived on first use.
     pub fn for_region(&self, region: &str) -> Self {
         Self::with(ConfigSource::Derive(self.clone(), region.to_owned()))
@@ -238,6 +255,11 @@ pub fn s3(conf: &SdkConfig) -> aws_sdk_s3::Client {
     aws_sdk_s3::Client::from_conf(c)
 }
 
+/// A Secrets Manager client.
+pub fn secretsmanager(conf: &SdkConfig) -> aws_sdk_secretsmanager::Client {
+    aws_sdk_secretsmanager::Client::new(conf)
+}
+
 /// A DynamoDB client.
 pub fn dynamodb(conf: &SdkConfig) -> aws_sdk_dynamodb::Client {
     aws_sdk_dynamodb::Client::new(conf)
@@ -290,6 +312,19 @@ mod tests {
             given.get().await.region().map(|r| r.as_ref()),
             Some("ap-southeast-1")
         );
+    }
+
+    #[tokio::test]
+    async fn a_region_has_one_shared_configuration() {
+        let a = SdkConfigCell::shared("sa-east-1");
+        let b = SdkConfigCell::shared("sa-east-1");
+        assert!(
+            !a.is_loaded() && !b.is_loaded(),
+            "nothing is loaded before use"
+        );
+        a.get().await;
+        assert!(b.is_loaded(), "loading one loads the other");
+        assert!(!SdkConfigCell::shared("af-south-1").is_loaded());
     }
 
     #[test]

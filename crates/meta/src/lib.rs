@@ -13,6 +13,7 @@ pub mod metrics;
 pub mod model;
 pub mod notify;
 pub mod sdk_http;
+pub mod secrets;
 pub mod store;
 pub mod tls;
 pub mod ttl;

@@ -4,6 +4,7 @@
 
 use crate::ids::SiteId;
 use crate::model::Site;
+use crate::secrets::Secret;
 use async_trait::async_trait;
 use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
@@ -161,7 +162,8 @@ pub fn verify(
     sig.check_body(secrets, body)
 }
 
-/// Secrets from `SKYHOST_NOTIFY_SECRETS`: comma-separated, the first one signs.
+/// Secrets written comma-separated, newest first (the first one signs); the same as
+/// [`crate::secrets::parse_values`].
 pub fn parse_secrets(raw: &str) -> Vec<Vec<u8>> {
     raw.split(',')
         .map(str::trim)
@@ -207,31 +209,33 @@ pub trait Notifier: Send + Sync {
 #[derive(Clone)]
 pub struct HttpNotifier {
     client: reqwest::Client,
-    secret: Vec<u8>,
+    secret: Secret,
 }
 
 impl HttpNotifier {
     /// A notifier signing with `secret`, through a client built once at init.
     pub fn new(client: reqwest::Client, secret: Vec<u8>) -> Self {
+        Self::with_secret(client, Secret::fixed(vec![secret]))
+    }
+
+    /// A notifier signing with the newest value of `secret`, read at run time; a region
+    /// refusing the signature makes it read the secret again (rate limited) and, if the
+    /// secret rotated, sign once more.
+    pub fn with_secret(client: reqwest::Client, secret: Secret) -> Self {
         HttpNotifier { client, secret }
     }
-}
 
-#[async_trait]
-impl Notifier for HttpNotifier {
-    async fn notify(&self, base_url: &str, n: &Notification) -> Result<(), NotifyError> {
-        let body = serde_json::to_vec(n).map_err(|e| NotifyError::Transport(e.to_string()))?;
+    async fn post(&self, url: &str, secret: &[u8], body: &[u8]) -> Result<(), NotifyError> {
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_secs() as i64)
             .unwrap_or(0);
-        let url = format!("{}/_skyhost/notify", base_url.trim_end_matches('/'));
         let resp = self
             .client
-            .post(&url)
-            .header(SIGNATURE_HEADER, sign(&self.secret, now, &body))
+            .post(url)
+            .header(SIGNATURE_HEADER, sign(secret, now, body))
             .header("content-type", "application/json")
-            .body(body)
+            .body(body.to_vec())
             .send()
             .await
             .map_err(|e| NotifyError::Transport(format!("{url}: {e}")))?;
@@ -244,6 +248,36 @@ impl Notifier for HttpNotifier {
             status,
             body: text.chars().take(200).collect(),
         })
+    }
+}
+
+#[async_trait]
+impl Notifier for HttpNotifier {
+    async fn notify(&self, base_url: &str, n: &Notification) -> Result<(), NotifyError> {
+        let body = serde_json::to_vec(n).map_err(|e| NotifyError::Transport(e.to_string()))?;
+        let url = format!("{}/_skyhost/notify", base_url.trim_end_matches('/'));
+        // An unreadable secret is the signer's trouble, not the region's: retryable.
+        let values = self
+            .secret
+            .values()
+            .await
+            .map_err(|e| NotifyError::Transport(e.to_string()))?;
+        let Some(newest) = values.first() else {
+            return Err(NotifyError::Transport(format!(
+                "secret {} holds no value",
+                self.secret.name()
+            )));
+        };
+        let first = self.post(&url, newest, &body).await;
+        let Err(NotifyError::Rejected { status: 401, .. }) = &first else {
+            return first;
+        };
+        // The region may already hold a rotated secret this signer has not read yet.
+        let now = self.secret.reread_after_failure(&values).await;
+        match now.as_ref().and_then(|v| v.first()) {
+            Some(newer) => self.post(&url, newer, &body).await,
+            None => first,
+        }
     }
 }
 

@@ -1,7 +1,9 @@
 //! The origin's configuration: read from the environment `template.yaml` sets (Lambda), or
 //! built directly (local mode, tests).
 
-use skyhost_meta::config::{env_opt, env_req, ConfigError};
+use crate::forwarded::DirectAccess;
+use skyhost_meta::config::{env_opt, env_req, ConfigError, SdkConfigCell};
+use skyhost_meta::secrets::Secret;
 use std::time::Duration;
 
 /// Every environment variable [`OriginConfig::from_env`] reads.
@@ -11,8 +13,9 @@ pub const ENV_VARS: &[&str] = &[
     "SKYHOST_TABLE",
     "SKYHOST_BUCKET",
     "SKYHOST_PRIMARY_BUCKET",
-    "SKYHOST_NOTIFY_SECRETS",
-    "SKYHOST_TRUST_FORWARDED_HOST",
+    "SKYHOST_NOTIFY_SECRET_ID",
+    "SKYHOST_ORIGIN_VERIFY_SECRET_ID",
+    "SKYHOST_DIRECT_ACCESS",
     "SKYHOST_CACHE_BYTES",
     "REDIS_URL",
 ];
@@ -30,10 +33,17 @@ pub struct OriginConfig {
     pub bucket: String,
     /// The primary region's bucket; equal to `bucket` in the primary region.
     pub primary_bucket: String,
-    /// Take the site host from `X-Forwarded-Host` (a trusted front such as CloudFront sets
-    /// it), and the client address from the entry that front appended to `X-Forwarded-For`.
-    pub trust_forwarded_host: bool,
-    /// HMAC secrets accepted on `/_skyhost/notify`.
+    /// The secret a trusted front (CloudFront, local mode's edge router) sends in
+    /// `X-Skyhost-Origin-Verify`. Only requests carrying it may set the site host
+    /// (`X-Forwarded-Host`), the client address (`X-Forwarded-For`) and the country
+    /// (`CloudFront-Viewer-Country`); `None`: no front, those headers are ignored.
+    pub origin_verify: Option<Secret>,
+    /// Whether requests without the verified front are served ([`DirectAccess`]).
+    pub direct_access: DirectAccess,
+    /// The HMAC secrets accepted on `/_skyhost/notify`, read at run time (Secrets
+    /// Manager on AWS). When `None`, the fixed `notify_secrets` are used.
+    pub notify_secret: Option<Secret>,
+    /// Fixed HMAC secrets accepted on `/_skyhost/notify` (local embeddings, tests).
     pub notify_secrets: Vec<Vec<u8>>,
     /// Bound of the in-process cache, in bytes; bodies up to an eighth of it are cached.
     pub cache_bytes: u64,
@@ -64,7 +74,9 @@ impl std::fmt::Debug for OriginConfig {
             .field("table", &self.table)
             .field("bucket", &self.bucket)
             .field("primary_bucket", &self.primary_bucket)
-            .field("trust_forwarded_host", &self.trust_forwarded_host)
+            .field("origin_verify", &self.origin_verify)
+            .field("direct_access", &self.direct_access)
+            .field("notify_secret", &self.notify_secret)
             .field("notify_secrets", &self.notify_secrets.len())
             .field("cache_bytes", &self.cache_bytes)
             .field("redis", &self.redis_url.is_some())
@@ -82,7 +94,9 @@ impl OriginConfig {
             table: String::new(),
             bucket: String::new(),
             primary_bucket: String::new(),
-            trust_forwarded_host: false,
+            origin_verify: None,
+            direct_access: DirectAccess::Allow,
+            notify_secret: None,
             notify_secrets: Vec::new(),
             cache_bytes: 64 * 1024 * 1024,
             redis_url: None,
@@ -95,7 +109,9 @@ impl OriginConfig {
         }
     }
 
-    /// Reads the variables of [`ENV_VARS`]; every one but `REDIS_URL` is required.
+    /// Reads the variables of [`ENV_VARS`]; every one but `REDIS_URL` and
+    /// `SKYHOST_ORIGIN_VERIFY_SECRET_ID` is required. Secrets are named, not given: they
+    /// are read from this region's Secrets Manager when first needed.
     pub fn from_env() -> Result<Self, ConfigError> {
         let mut c = OriginConfig::new(
             env_req("SKYHOST_REGION")?,
@@ -104,14 +120,22 @@ impl OriginConfig {
         c.table = env_req("SKYHOST_TABLE")?;
         c.bucket = env_req("SKYHOST_BUCKET")?;
         c.primary_bucket = env_req("SKYHOST_PRIMARY_BUCKET")?;
-        c.notify_secrets = skyhost_meta::notify::parse_secrets(&env_req("SKYHOST_NOTIFY_SECRETS")?);
-        if c.notify_secrets.is_empty() {
-            return Err(ConfigError("SKYHOST_NOTIFY_SECRETS lists no secret".into()));
+        let here = SdkConfigCell::shared(&c.region);
+        c.notify_secret = Some(Secret::secrets_manager(
+            here.clone(),
+            env_req("SKYHOST_NOTIFY_SECRET_ID")?,
+        ));
+        c.origin_verify =
+            env_opt("SKYHOST_ORIGIN_VERIFY_SECRET_ID").map(|id| Secret::secrets_manager(here, id));
+        c.direct_access =
+            DirectAccess::parse("SKYHOST_DIRECT_ACCESS", &env_req("SKYHOST_DIRECT_ACCESS")?)?;
+        if c.direct_access == DirectAccess::Refuse && c.origin_verify.is_none() {
+            return Err(ConfigError(
+                "SKYHOST_DIRECT_ACCESS=refuse needs SKYHOST_ORIGIN_VERIFY_SECRET_ID (the front's \
+                 secret); without a front every site request would be refused"
+                    .into(),
+            ));
         }
-        c.trust_forwarded_host = parse_bool(
-            "SKYHOST_TRUST_FORWARDED_HOST",
-            &env_req("SKYHOST_TRUST_FORWARDED_HOST")?,
-        )?;
         let bytes = env_req("SKYHOST_CACHE_BYTES")?;
         c.cache_bytes = bytes.trim().parse().map_err(|_| {
             ConfigError(format!(
@@ -129,31 +153,18 @@ impl OriginConfig {
     }
 }
 
-fn parse_bool(name: &str, v: &str) -> Result<bool, ConfigError> {
-    match v.trim() {
-        "true" => Ok(true),
-        "false" => Ok(false),
-        other => Err(ConfigError(format!(
-            "{name} must be \"true\" or \"false\", not {other:?}"
-        ))),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn booleans() {
-        assert!(parse_bool("X", "true").unwrap());
-        assert!(!parse_bool("X", " false ").unwrap());
-        assert!(parse_bool("X", "yes").is_err());
-    }
-
-    #[test]
     fn debug_hides_secrets() {
         let mut c = OriginConfig::new("us-west-2", "us-west-2");
         c.notify_secrets = vec![b"hunter2".to_vec()];
-        assert!(!format!("{c:?}").contains("hunter2"));
+        c.notify_secret = Some(Secret::fixed(vec![b"hunter3".to_vec()]));
+        c.origin_verify = Some(Secret::fixed(vec![b"hunter4".to_vec()]));
+        for secret in ["hunter2", "hunter3", "hunter4"] {
+            assert!(!format!("{c:?}").contains(secret));
+        }
     }
 }

@@ -13,6 +13,7 @@ use crate::conditional::{self, Conditions, Precondition, Validators};
 use crate::config::OriginConfig;
 use crate::data::{CacheOutcome, DataError, DataPath};
 use crate::encoding;
+use crate::forwarded::Gate;
 use crate::health;
 use crate::metrics::Metrics;
 use crate::notify;
@@ -30,6 +31,7 @@ use http_body_util::BodyExt;
 use skyhost_meta::blob::BlobStore;
 use skyhost_meta::cache::Cache;
 use skyhost_meta::config::ConfigError;
+use skyhost_meta::secrets::Secret;
 use skyhost_meta::store::MetaStore;
 use skyhost_meta::{keys, Encoding, Manifest, Site};
 use skyhost_rules::{AuthRule, RedirectAction, RequestFacts};
@@ -79,6 +81,10 @@ pub struct Origin {
     answers: Option<Answers>,
     /// The last health result, reused for about a second.
     health: health::Cached,
+    /// Which requests come through the trusted front ([`crate::forwarded`]).
+    gate: Gate,
+    /// The secrets accepted on `/_skyhost/notify`.
+    notify_secret: Secret,
 }
 
 /// What the request log line reports about a response.
@@ -334,8 +340,15 @@ impl Origin {
             let per_thread = (config.cache_bytes / 32).clamp(1 << 20, 16 << 20);
             Answers::new(usize::try_from(per_thread).unwrap_or(1 << 20), 64 * 1024)
         });
+        let gate = Gate::new(config.origin_verify.clone(), config.direct_access);
+        let notify_secret = config
+            .notify_secret
+            .clone()
+            .unwrap_or_else(|| Secret::fixed(config.notify_secrets.clone()));
         Origin {
             health: health::Cached::new(),
+            gate,
+            notify_secret,
             answers,
             region_header,
             config,
@@ -360,7 +373,8 @@ impl Origin {
         use skyhost_meta::store::dynamodb::DynamoStore;
 
         let config = OriginConfig::from_env()?;
-        let here = SdkConfigCell::load(&config.region);
+        // Shared with the secrets of the configuration: one connector, one credential load.
+        let here = SdkConfigCell::shared(&config.region);
         let primary_conf = if config.primary_region == config.region {
             here.clone()
         } else {
@@ -407,16 +421,22 @@ impl Origin {
         client_ip: Option<IpAddr>,
     ) -> Response<OriginBody> {
         let started = Instant::now();
-        let (parts, body) = req.into_parts();
+        let (mut parts, body) = req.into_parts();
         // Bounded before anything reads the head (414, 431).
         if let Some(refused) = crate::limits::refuse(&parts) {
             return refused;
         }
+        // Before anything reads a header: forwarded ones only from the verified front.
+        let admitted = self.gate.admit(&mut parts.headers, parts.uri.path()).await;
         let client = self.client_address(&parts.headers, client_ip);
         let mut log = Log {
             enabled: tracing::enabled!(target: "skyhost_origin::request", tracing::Level::INFO),
             ..Log::default()
         };
+        if !admitted {
+            let refused = plain(StatusCode::FORBIDDEN, "Forbidden\n");
+            return self.finish_request(&parts, None, client, refused, &log, started);
+        }
         // Read once: kept answers, routing and the log line all name the same host.
         let host = self.host(&parts);
         // A kept answer is looked up under the site records' generation read before
@@ -511,42 +531,38 @@ impl Origin {
         resp
     }
 
-    /// The site host: `X-Forwarded-Host` only behind a trusted front, else `Host`.
+    /// The site host: `X-Forwarded-Host` (left only when the front verified), else `Host`.
     fn host<'a>(&self, parts: &'a Parts) -> Option<&'a str> {
-        if self.config.trust_forwarded_host {
-            let forwarded = parts
-                .headers
-                .get(X_FORWARDED_HOST)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.split(',').next())
-                .map(str::trim)
-                .filter(|v| !v.is_empty());
-            if forwarded.is_some() {
-                return forwarded;
-            }
-        }
-        parts
+        let forwarded = parts
             .headers
-            .get(header::HOST)
+            .get(X_FORWARDED_HOST)
             .and_then(|v| v.to_str().ok())
-            .or_else(|| parts.uri.authority().map(|a| a.as_str()))
+            .and_then(|v| v.split(',').next())
+            .map(str::trim)
+            .filter(|v| !v.is_empty());
+        forwarded.or_else(|| {
+            parts
+                .headers
+                .get(header::HOST)
+                .and_then(|v| v.to_str().ok())
+                .or_else(|| parts.uri.authority().map(|a| a.as_str()))
+        })
     }
 
-    /// The visitor's address: behind a trusted front, the entry the front appended to
-    /// `X-Forwarded-For` (the last one is the front itself); else the peer.
+    /// The visitor's address: behind the verified front (which alone leaves
+    /// `X-Forwarded-For`), the entry the front appended (the last one is the front
+    /// itself); else the peer.
     fn client_address(&self, headers: &HeaderMap, peer: Option<IpAddr>) -> Option<IpAddr> {
-        if self.config.trust_forwarded_host {
-            let chain: Vec<&str> = headers
-                .get_all(X_FORWARDED_FOR)
-                .iter()
-                .filter_map(|v| v.to_str().ok())
-                .flat_map(|v| v.split(','))
-                .map(str::trim)
-                .collect();
-            if chain.len() >= 2 {
-                if let Ok(ip) = chain[chain.len() - 2].parse() {
-                    return Some(ip);
-                }
+        let chain: Vec<&str> = headers
+            .get_all(X_FORWARDED_FOR)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .map(str::trim)
+            .collect();
+        if chain.len() >= 2 {
+            if let Ok(ip) = chain[chain.len() - 2].parse() {
+                return Some(ip);
             }
         }
         peer
@@ -672,21 +688,43 @@ impl Origin {
                 json(status, &report)
             }
             "/_skyhost/health" => method_not_allowed("GET, HEAD"),
-            "/_skyhost/notify" if parts.method == Method::POST => {
-                let (status, value) = notify::handle(
-                    &self.config.notify_secrets,
-                    &self.resolver,
-                    &self.data,
-                    &parts.headers,
-                    body,
-                    skyhost_meta::now(),
-                )
-                .await;
-                json(status, &value)
-            }
+            "/_skyhost/notify" if parts.method == Method::POST => self.notify(parts, body).await,
             "/_skyhost/notify" => method_not_allowed("POST"),
             _ => plain(StatusCode::NOT_FOUND, "Not Found\n"),
         }
+    }
+
+    /// `POST /_skyhost/notify` with the notify secret's values; a refused signature
+    /// re-reads the secret (rate limited) and is checked once more, so a replicator
+    /// already signing with a rotated secret is believed.
+    async fn notify(&self, parts: &Parts, body: &Bytes) -> Response<OriginBody> {
+        let secrets = match self.notify_secret.values().await {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!(error = %e, "notify secret unavailable");
+                let err = serde_json::json!({ "error": "the notify secret is unavailable" });
+                return json(StatusCode::SERVICE_UNAVAILABLE, &err);
+            }
+        };
+        let check = |secrets: skyhost_meta::secrets::Values| async move {
+            let now = skyhost_meta::now();
+            notify::handle(
+                &secrets,
+                &self.resolver,
+                &self.data,
+                &parts.headers,
+                body,
+                now,
+            )
+            .await
+        };
+        let (mut status, mut value) = check(secrets.clone()).await;
+        if status == StatusCode::UNAUTHORIZED {
+            if let Some(newer) = self.notify_secret.reread_after_failure(&secrets).await {
+                (status, value) = check(newer).await;
+            }
+        }
+        json(status, &value)
     }
 
     async fn serve_site(&self, ctx: &SiteCtx<'_>) -> Response<OriginBody> {

@@ -3,7 +3,8 @@
 //! local mode's plain HTTP listeners ([`server`]), through the one [`Origin::handle`].
 //!
 //! Pure decisions have their own modules ([`path`], [`conditional`], [`range`],
-//! [`encoding`], [`cache_control`], [`limits`]); I/O sits in [`resolve`], [`data`], [`health`],
+//! [`encoding`], [`cache_control`], [`limits`], [`forwarded`]); I/O sits in [`resolve`], [`data`],
+//! [`health`],
 //! [`notify`], [`auth`], [`proxy`], [`metrics`], [`server`] and [`lambda`].
 
 pub mod answers;
@@ -14,6 +15,7 @@ pub mod conditional;
 pub mod config;
 pub mod data;
 pub mod encoding;
+pub mod forwarded;
 pub mod handler;
 pub mod health;
 pub mod lambda;

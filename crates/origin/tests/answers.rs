@@ -7,6 +7,7 @@ mod common;
 
 use common::*;
 use http::{Method, StatusCode};
+use skyhost_meta::secrets::Secret;
 use skyhost_meta::store::MetaStore;
 
 const HOST: &str = "kept.test";
@@ -156,17 +157,24 @@ async fn country_and_language_rules_still_apply() {
         server,
         c,
         ..
-    } = serving(rules(Some(REDIRECTS), None, None), config()).await;
+    } = serving(rules(Some(REDIRECTS), None, None), {
+        let mut c = config();
+        c.origin_verify = Some(Secret::fixed(vec![b"front".to_vec()]));
+        c
+    })
+    .await;
     for _ in 0..6 {
         let g = get(&c, &server.base, HOST, "/promo").await;
         assert_eq!((g.status, g.text()), (StatusCode::OK, "index A".to_owned()));
     }
+    // The country as the verified front (CloudFront) tells it.
+    let front = ("x-skyhost-origin-verify", "front");
     let visitors = [
-        (("cloudfront-viewer-country", "DE"), "/de.html"),
-        (("accept-language", "fr-FR,fr;q=0.9"), "/fr.html"),
+        (vec![("cloudfront-viewer-country", "DE"), front], "/de.html"),
+        (vec![("accept-language", "fr-FR,fr;q=0.9")], "/fr.html"),
     ];
     for (header, location) in visitors {
-        let g = send(&c, &server.base, Method::GET, HOST, "/promo", &[header]).await;
+        let g = send(&c, &server.base, Method::GET, HOST, "/promo", &header).await;
         assert_eq!(g.status, StatusCode::FOUND, "{header:?}");
         assert_eq!(g.header("location"), Some(location), "{header:?}");
     }

@@ -9,6 +9,7 @@ use common::*;
 use http::StatusCode;
 use lambda_http::request::LambdaRequest;
 use skyhost_meta::notify::parse_secrets;
+use skyhost_meta::secrets::Secret;
 use skyhost_meta::DeploymentId;
 use skyhost_origin::{lambda, Origin};
 use std::sync::Arc;
@@ -78,9 +79,13 @@ async fn docs() -> Docs {
     Docs { env, deployed }
 }
 
-fn origin(env: &Embedded, trust: bool) -> Arc<Origin> {
+/// The value of the fixtures' origin-verify header (events/derive.py).
+const FRONT: &str = "skyhost-fixture-front";
+
+/// An origin; `front`: behind CloudFront, whose origin-verify secret it knows.
+fn origin(env: &Embedded, front: bool) -> Arc<Origin> {
     let mut c = config();
-    c.trust_forwarded_host = trust;
+    c.origin_verify = front.then(|| Secret::fixed(vec![FRONT.into()]));
     c.notify_secrets = parse_secrets(SECRET);
     env.origin(c)
 }
@@ -140,6 +145,12 @@ async fn forwarded_host_needs_a_trusted_front() {
     let g = answer(&trusted, event("skyhost/http-api-get-forwarded-host.json")).await;
     assert_eq!(g.status, StatusCode::OK);
     assert_eq!(g.header("x-skyhost-deployment"), Some(DEPLOYMENT));
+    // The same request without CloudFront's origin-verify header: a direct caller.
+    let mut direct = event("skyhost/http-api-get-forwarded-host.json");
+    let headers = direct["headers"].as_object_mut().unwrap();
+    assert_eq!(headers.remove("x-skyhost-origin-verify").unwrap(), FRONT);
+    let g = answer(&trusted, direct).await;
+    assert_eq!(g.status, StatusCode::NOT_FOUND);
 }
 
 #[tokio::test]

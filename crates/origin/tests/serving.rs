@@ -6,6 +6,7 @@ mod common;
 
 use common::*;
 use http::{Method, StatusCode};
+use skyhost_meta::secrets::Secret;
 use skyhost_meta::store::MetaStore;
 use skyhost_meta::{Encoding, RegionStatus, SiteId};
 use skyhost_origin::Origin;
@@ -13,6 +14,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 const HOST: &str = "web.test";
+/// The origin-verify secret of the front `web()`'s origin sits behind.
+const FRONT: &str = "front-secret";
 
 fn js() -> Vec<u8> {
     "console.log('skyhost');\n".repeat(200).into_bytes()
@@ -96,7 +99,9 @@ async fn web() -> Web {
         rules(Some(REDIRECTS), Some(HEADERS), None),
     )
     .await;
-    let origin = env.origin(config());
+    let mut c = config();
+    c.origin_verify = Some(Secret::fixed(vec![FRONT.into()]));
+    let origin = env.origin(c);
     let server = start(origin.clone()).await;
     Web {
         env,
@@ -322,14 +327,13 @@ async fn forwarded_host_only_from_a_trusted_front() {
     ];
     let untrusted = call(&w.origin, Method::GET, "origin.test", "/about", &headers).await;
     assert_eq!(untrusted.status, StatusCode::NOT_FOUND);
-    let mut c = config();
-    c.trust_forwarded_host = true;
-    let trusted = w.env.origin(c);
-    let g = call(&trusted, Method::GET, "origin.test", "/about", &headers).await;
+    let trusted = &w.origin;
+    let verified = [headers[0], headers[1], ("x-skyhost-origin-verify", FRONT)];
+    let g = call(trusted, Method::GET, "origin.test", "/about", &verified).await;
     assert_eq!(g.status, StatusCode::OK);
     assert_eq!(g.text(), "<h1>about</h1>");
     // Without X-Forwarded-Host the Host header still counts.
-    let g = call(&trusted, Method::GET, HOST, "/about", &[]).await;
+    let g = call(trusted, Method::GET, HOST, "/about", &[]).await;
     assert_eq!(g.status, StatusCode::OK);
     w.server.stop().await;
 }
@@ -685,14 +689,28 @@ async fn redirect_rules_rewrites_and_conditions() {
         ),
         (
             "/de",
-            vec![("cloudfront-viewer-country", "DE")],
+            vec![
+                ("cloudfront-viewer-country", "DE"),
+                ("x-skyhost-origin-verify", FRONT),
+            ],
             StatusCode::FOUND,
             Some("/about"),
             "",
         ),
+        // The country from anyone but the front is ignored.
         (
             "/de",
-            vec![("cloudfront-viewer-country", "FR")],
+            vec![("cloudfront-viewer-country", "DE")],
+            StatusCode::NOT_FOUND,
+            None,
+            "<h1>custom 404</h1>",
+        ),
+        (
+            "/de",
+            vec![
+                ("cloudfront-viewer-country", "FR"),
+                ("x-skyhost-origin-verify", FRONT),
+            ],
             StatusCode::NOT_FOUND,
             None,
             "<h1>custom 404</h1>",

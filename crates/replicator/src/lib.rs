@@ -13,9 +13,10 @@ use aws_lambda_events::event::dynamodb::{Event, EventRecord};
 use aws_lambda_events::event::streams::{DynamoDbBatchItemFailure, DynamoDbEventResponse};
 use futures::future::join_all;
 use record::Decision;
-use skyhost_meta::config::{env_req, parse_pairs, ConfigError};
+use skyhost_meta::config::{env_req, parse_pairs, ConfigError, SdkConfigCell};
 use skyhost_meta::metrics::{Metric, Metrics, Unit};
 use skyhost_meta::notify::{HttpNotifier, Notification, Notifier, NotifyError};
+use skyhost_meta::secrets::Secret;
 use skyhost_meta::SiteId;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -25,7 +26,7 @@ use std::time::{Duration, Instant, SystemTime};
 pub const ENV_VARS: &[&str] = &[
     "SKYHOST_REGION",
     "SKYHOST_REGION_ENDPOINTS",
-    "SKYHOST_NOTIFY_SECRETS",
+    "SKYHOST_NOTIFY_SECRET_ID",
 ];
 
 /// Delivers site changes to every region. Built once per process.
@@ -134,8 +135,8 @@ impl Replicator {
     }
 
     /// The replicator configured by the function's environment (`ENV_VARS`): notifies
-    /// every region of `SKYHOST_REGION_ENDPOINTS`, signing with the first secret of
-    /// `SKYHOST_NOTIFY_SECRETS`.
+    /// every region of `SKYHOST_REGION_ENDPOINTS`, signing with the newest value of the
+    /// Secrets Manager secret `SKYHOST_NOTIFY_SECRET_ID`, read when first needed.
     pub fn from_env() -> Result<Self, ConfigError> {
         let region = env_req("SKYHOST_REGION")?;
         let endpoints = parse_pairs(
@@ -149,10 +150,10 @@ impl Replicator {
                 )));
             }
         }
-        let secret = skyhost_meta::notify::parse_secrets(&env_req("SKYHOST_NOTIFY_SECRETS")?)
-            .into_iter()
-            .next()
-            .ok_or_else(|| ConfigError("SKYHOST_NOTIFY_SECRETS holds no secret".into()))?;
+        let secret = Secret::secrets_manager(
+            SdkConfigCell::shared(&region),
+            env_req("SKYHOST_NOTIFY_SECRET_ID")?,
+        );
         let opts = RetryOptions::default();
         let client = skyhost_meta::tls::http_client()
             .user_agent("skyhost-replicator")
@@ -167,7 +168,7 @@ impl Replicator {
         );
         Ok(Replicator::new(
             endpoints,
-            Arc::new(HttpNotifier::new(client, secret)),
+            Arc::new(HttpNotifier::with_secret(client, secret)),
             opts,
         ))
     }

@@ -20,7 +20,8 @@ fn configuration_comes_from_the_template_variables() {
             "SKYHOST_REGION_ENDPOINTS",
             "us-west-2=https://us-west-2.origin.example,eu-central-1=https://eu-central-1.origin.example",
         ),
-        ("SKYHOST_NOTIFY_SECRETS", "new-secret,old-secret"),
+        // Named, not given: read from Secrets Manager when the first notification is signed.
+        ("SKYHOST_NOTIFY_SECRET_ID", "skyhost/notify-secrets"),
     ];
     set(&good);
     let r = Replicator::from_env().expect("configured");
@@ -39,7 +40,7 @@ fn configuration_comes_from_the_template_variables() {
     );
 
     // (variable, bad value or None for unset, text the error must contain)
-    let cases: [(&str, Option<&str>, &str); 6] = [
+    let cases: [(&str, Option<&str>, &str); 5] = [
         ("SKYHOST_REGION", None, "SKYHOST_REGION must be set"),
         (
             "SKYHOST_REGION_ENDPOINTS",
@@ -57,11 +58,10 @@ fn configuration_comes_from_the_template_variables() {
             "must be an http(s) URL",
         ),
         (
-            "SKYHOST_NOTIFY_SECRETS",
+            "SKYHOST_NOTIFY_SECRET_ID",
             None,
-            "SKYHOST_NOTIFY_SECRETS must be set",
+            "SKYHOST_NOTIFY_SECRET_ID must be set",
         ),
-        ("SKYHOST_NOTIFY_SECRETS", Some(" , "), "holds no secret"),
     ];
     for (var, value, says) in cases {
         set(&good);

@@ -11,6 +11,7 @@ use http_body_util::{combinators::BoxBody, BodyExt, Full, StreamBody};
 use hyper::body::{Frame, Incoming};
 use hyper_util::rt::TokioIo;
 use skyhost_origin::listener::{Limits, Refusal, Slots};
+use skyhost_origin::forwarded::ORIGIN_VERIFY;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -34,6 +35,10 @@ pub struct Target {
 /// Router settings.
 #[derive(Clone, Debug)]
 pub struct EdgeOptions {
+    /// The value sent to origins in `X-Skyhost-Origin-Verify`, as CloudFront sends its
+    /// secret: origins trust the forwarded headers (`CloudFront-Viewer-Country`,
+    /// `X-Forwarded-*`) of requests carrying it. A visitor's own is never passed on.
+    pub origin_verify: Option<http::HeaderValue>,
     /// Time between health checks.
     pub interval: Duration,
     /// Consecutive results that flip a region's health.
@@ -166,8 +171,15 @@ impl Edge {
             .request(parts.method.clone(), format!("{}{path}", t.base))
             .body(body);
         for (name, value) in &parts.headers {
-            if !is_hop_by_hop(name.as_str()) {
+            if !is_hop_by_hop(name.as_str()) && !set_by_the_front(name.as_str()) {
                 out = out.header(name, value);
+            }
+        }
+        if let Some(v) = &self.opts.origin_verify {
+            out = out.header(ORIGIN_VERIFY, v.clone());
+            // As CloudFront's function does: the site host travels in X-Forwarded-Host.
+            if let Some(host) = parts.headers.get(http::header::HOST) {
+                out = out.header("x-forwarded-host", host.clone());
             }
         }
         match out.send().await {
@@ -189,6 +201,13 @@ impl Edge {
             Err(e) => Self::plain(502, &format!("region {} did not answer: {e}\n", t.region)),
         }
     }
+}
+
+/// Headers the edge sets itself, as CloudFront does, never a visitor's. The edge listens
+/// on loopback only, so every visitor is 127.0.0.1: without X-Forwarded-For the origin
+/// counts its peer, which is that address too.
+fn set_by_the_front(name: &str) -> bool {
+    name == ORIGIN_VERIFY.as_str() || name == "x-forwarded-host" || name == "x-forwarded-for"
 }
 
 fn is_hop_by_hop(name: &str) -> bool {

@@ -114,6 +114,18 @@ impl Layout {
         self.dir.join(format!("cursor-{name}"))
     }
 
+    /// The file of the secret the edge router sends origins in `X-Skyhost-Origin-Verify`,
+    /// made on first use like the notification secret (see [`secret_file`]):
+    /// comma-separated values, newest first, the first one sent. Origins read it again when
+    /// a value fails, so editing it rotates.
+    pub fn origin_verify_secret(&self) -> Result<PathBuf> {
+        std::fs::create_dir_all(&self.dir)
+            .with_context(|| format!("creating {}", self.dir.display()))?;
+        let p = self.dir.join("origin-verify-secret");
+        secret_file(&p)?;
+        Ok(p)
+    }
+
     /// The notification secret of this folder, made on first use (see [`secret_file`]).
     pub fn secret(&self) -> Result<Vec<u8>> {
         std::fs::create_dir_all(&self.dir)

@@ -11,6 +11,7 @@ use skyhost_meta::cache::memory::MemoryCache;
 use skyhost_meta::cache::Tiered;
 use skyhost_meta::metrics::Metrics;
 use skyhost_meta::notify::HttpNotifier;
+use skyhost_meta::secrets::Secret;
 use skyhost_meta::store::sqlite::SqliteStore;
 use skyhost_origin::{Origin, OriginConfig};
 use skyhost_replicator::Replicator;
@@ -52,6 +53,7 @@ pub async fn up(o: UpOptions) -> Result<()> {
     let layout = Layout::new(&o.dir, o.regions.clone(), o.port)?;
     layout.save()?;
     let secret = layout.secret()?;
+    let origin_verify = layout.origin_verify_secret()?;
     let store = SqliteStore::open(&layout.meta_path(), layout.primary())?;
     let buckets = layout
         .regions
@@ -71,6 +73,8 @@ pub async fn up(o: UpOptions) -> Result<()> {
     for (i, (region, listener)) in layout.regions.iter().zip(origin_listeners).enumerate() {
         let mut config = OriginConfig::new(region, layout.primary());
         config.notify_secrets = vec![secret.clone()];
+        // The edge router plays CloudFront: its header alone makes forwarded headers count.
+        config.origin_verify = Some(Secret::file(&origin_verify));
         config.cache_bytes = o.cache_bytes;
         // One machine, one operator: a site's proxy allowlist may reach local services.
         config.proxy.honor_allowlist = true;
@@ -152,6 +156,7 @@ pub async fn up(o: UpOptions) -> Result<()> {
     let edge = Edge::new(
         bases.clone(),
         EdgeOptions {
+            origin_verify: Some(edge_verify_value(&origin_verify)?),
             interval: o.health_interval,
             threshold: o.threshold,
             emulate_latency: o.emulate_latency,
@@ -200,6 +205,18 @@ pub async fn up(o: UpOptions) -> Result<()> {
         let _ = tokio::time::timeout(Duration::from_secs(5), t).await;
     }
     Ok(())
+}
+
+/// The newest value of the origin-verify secret file, as the header the edge sends.
+fn edge_verify_value(path: &std::path::Path) -> Result<http::HeaderValue> {
+    let raw =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let newest = skyhost_meta::secrets::parse_values(&raw)
+        .into_iter()
+        .next()
+        .with_context(|| format!("{} holds no value", path.display()))?;
+    http::HeaderValue::from_bytes(&newest)
+        .with_context(|| format!("{} holds a value that cannot be a header", path.display()))
 }
 
 async fn wait_for_signal() {
