@@ -69,6 +69,8 @@ pub struct Origin {
     cache: Arc<dyn Cache>,
     data: Arc<DataPath>,
     resolver: Resolver,
+    /// Catches up with site changes whose notification this instance missed.
+    converge: crate::converge::Converge,
     lockout: Lockout,
     metrics: Metrics,
     proxy: Proxy,
@@ -294,6 +296,7 @@ impl Origin {
         Origin {
             answers,
             region_header,
+            converge: crate::converge::Converge::new(meta.clone(), crate::converge::CHECK_EVERY),
             config,
             meta,
             cache,
@@ -305,10 +308,11 @@ impl Origin {
         }
     }
 
-    /// The origin of a Lambda function: configuration from the environment, the table and
-    /// the primary bucket in the primary region and the local bucket, each through a client
-    /// built on first use, and the in-process cache in front of Redis when `REDIS_URL` is
-    /// set.
+    /// The origin of a Lambda function: configuration from the environment, the sites
+    /// table's replica and the bucket of its own region (a region stands on its own: the
+    /// primary's trouble never reaches its reads or its health), the primary bucket as the
+    /// fail-safe, each through a client built on first use, and the in-process cache in
+    /// front of Redis when `REDIS_URL` is set.
     pub async fn from_env() -> Result<Origin, OriginError> {
         use skyhost_meta::blob::s3::S3BlobStore;
         use skyhost_meta::cache::{memory::MemoryCache, redis::RedisCache, Tiered};
@@ -326,10 +330,8 @@ impl Origin {
         // instance whose first requests the region's Redis answers does neither (each SDK
         // crate parses its partition table when its first client is built). The primary
         // bucket is the fail-safe.
-        let meta: Arc<dyn MetaStore> = Arc::new(DynamoStore::deferred(
-            primary_conf.clone(),
-            config.table.clone(),
-        ));
+        let meta: Arc<dyn MetaStore> =
+            Arc::new(DynamoStore::deferred(here.clone(), config.table.clone()));
         let local: Arc<dyn BlobStore> =
             Arc::new(S3BlobStore::deferred(here, config.bucket.clone()));
         let primary: Option<Arc<dyn BlobStore>> = (config.primary_bucket != config.bucket)
@@ -363,6 +365,7 @@ impl Origin {
         client_ip: Option<IpAddr>,
     ) -> Response<OriginBody> {
         let started = Instant::now();
+        self.converge.check(started, &self.resolver).await;
         let (parts, body) = req.into_parts();
         let client = self.client_address(&parts.headers, client_ip);
         let mut log = Log {

@@ -2,6 +2,10 @@
 //! serve, 503 when it cannot (metadata store or bucket failing) or when an operator put it
 //! in maintenance to drain it. Redis down is `degraded` and still 200: requests go on
 //! without it. The JSON body lists each check.
+//!
+//! Every check is of this region's own dependencies — its table replica, its bucket, its
+//! Redis — never the primary's: a primary outage must not take the other regions out of
+//! Route 53.
 
 use serde::Serialize;
 use skyhost_meta::blob::BlobStore;
@@ -56,7 +60,7 @@ pub struct Report {
 /// The individual checks.
 #[derive(Debug, Clone, Serialize)]
 pub struct Checks {
-    /// The metadata store (read of this region's status).
+    /// This region's table replica (read of this region's status).
     pub metadata: Check,
     /// This region's bucket.
     pub bucket: Check,

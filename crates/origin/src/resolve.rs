@@ -323,6 +323,26 @@ impl Resolver {
         Ok((m, outcome))
     }
 
+    /// Brings a site's record up to `revision` when this instance holds an older one
+    /// ([`crate::converge`]). True when it now holds `revision` or newer, or holds nothing
+    /// of the site (its first use reads the store); false when the store itself is still
+    /// behind (a replica that has not received the record yet).
+    pub async fn catch_up(&self, id: &SiteId, revision: u64) -> Result<bool, StoreError> {
+        match self.cache.site(id).await {
+            Some(held) if held.revision < revision => {}
+            _ => return Ok(true),
+        }
+        match self.meta.site(id).await? {
+            Some(s) => {
+                let got = s.revision;
+                self.apply(id, got, Some(s)).await;
+                Ok(got >= revision)
+            }
+            // Removed since: nothing newer will come.
+            None => Ok(true),
+        }
+    }
+
     /// Applies a site's new record (`None`: removed) at `revision` if it is newer than
     /// what this region holds; returns whether the region now holds it.
     pub async fn apply(&self, id: &SiteId, revision: u64, record: Option<Site>) -> bool {

@@ -1,6 +1,7 @@
 //! The Lambda wiring: `Origin::from_env` reads exactly `ENV_VARS` (each required one is
 //! named when missing), builds DynamoDB/S3/Redis clients against moto and redis-server,
-//! and serves through the same handler: a replica region falling back to the primary.
+//! and serves through the same handler: a replica region reading its own region's table
+//! replica and falling back to the primary bucket.
 //! One test in this file, since it sets process environment variables.
 
 mod common;
@@ -14,9 +15,16 @@ use std::sync::Arc;
 #[tokio::test]
 async fn origin_from_the_environment() {
     let table = dynamo("us-west-2").await;
+    // The sites table's replica in the origin's own region holds the records; the
+    // primary's stays empty, so a 200 below proves the origin reads its own region's.
+    let replica = skyhost_meta::store::dynamodb::DynamoStore::new(
+        skyhost_meta::config::dynamodb(&skyhost_testkit::aws("eu-central-1").await),
+        table.table(),
+    );
+    replica.ensure_table().await.unwrap();
     let primary = s3("us-west-2").await;
     let local = s3("eu-central-1").await;
-    let (_, host) = one_page_site(&table, &primary, "env", "from the primary").await;
+    let (_, host) = one_page_site(&replica, &primary, "env", "from the primary").await;
 
     let vars: Vec<(&str, String)> = vec![
         ("SKYHOST_REGION", "eu-central-1".into()),
