@@ -42,6 +42,9 @@ use std::time::Instant;
 pub const X_SKYHOST_REGION: HeaderName = HeaderName::from_static("x-skyhost-region");
 /// `X-Skyhost-Deployment`.
 pub const X_SKYHOST_DEPLOYMENT: HeaderName = HeaderName::from_static("x-skyhost-deployment");
+/// The revision of the site record the answer was made from: how far behind a region is
+/// (`skyhost status`).
+pub const X_SKYHOST_REVISION: HeaderName = HeaderName::from_static("x-skyhost-revision");
 /// `X-Skyhost-Cache`.
 pub const X_SKYHOST_CACHE: HeaderName = HeaderName::from_static("x-skyhost-cache");
 
@@ -597,6 +600,7 @@ impl Origin {
         }
         let h = resp.headers_mut();
         h.insert(X_SKYHOST_DEPLOYMENT, loaded.deployment.clone());
+        h.insert(X_SKYHOST_REVISION, HeaderValue::from(site.revision));
         h.insert(X_SKYHOST_CACHE, HeaderValue::from_static(outcome.as_str()));
         resp
     }

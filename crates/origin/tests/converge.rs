@@ -155,3 +155,43 @@ async fn the_instance_a_notification_missed_converges_within_a_second() {
     a.stop().await;
     b.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_an_instance_found_unknown_is_served_within_a_second_of_its_site() {
+    let e = Embedded::new("us-west-2");
+    let (b, _) = instance(&e);
+    let b = start(b).await;
+    let c = client();
+    let host = "late.test";
+    assert_eq!(get(&c, &b.base, host, "/").await.status, 404);
+
+    // The site is created with that host; the notification never reaches b, which
+    // remembers the host as unknown for longer than a second.
+    let d = deploy(
+        e.meta.as_ref(),
+        e.local.as_ref(),
+        "late",
+        &[host],
+        &[file("/index.html", "late", "text/html")],
+        rules(None, None, None),
+    )
+    .await;
+    let created = Instant::now();
+    loop {
+        let g = get(&c, &b.base, host, "/").await;
+        if g.status == 200 {
+            assert_eq!(g.header("x-skyhost-deployment"), Some(d.id().as_str()));
+            break;
+        }
+        assert!(
+            created.elapsed() < Duration::from_secs(3),
+            "still unknown after {:?}",
+            created.elapsed()
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let took = created.elapsed();
+    println!("a new host served {took:?} after its site was created");
+    assert!(took < Duration::from_secs(1), "took {took:?}");
+    b.stop().await;
+}
