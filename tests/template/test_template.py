@@ -389,8 +389,9 @@ def test_replicator_event_source_is_bounded_and_reports_partial_failures(templat
     assert stream["DestinationConfig"]["OnFailure"]["Destination"] == {
         "Fn::GetAtt": ["ReplicatorFailureQueue", "Arn"]
     }
-    table = template["Resources"]["SitesTable"]["Properties"]
-    assert table["StreamSpecification"]["StreamViewType"] == "NEW_AND_OLD_IMAGES"
+    table = template["Resources"]["SitesTable"]
+    assert table["Type"] == "AWS::DynamoDB::GlobalTable"
+    assert table["Properties"]["StreamSpecification"]["StreamViewType"] == "NEW_AND_OLD_IMAGES"
 
 
 def pattern_matches(pattern: Any, event: Any) -> bool:
@@ -587,12 +588,13 @@ def test_samconfig_stacks_resolve_as_the_code_expects(template: dict, contract: 
     assert origin["SKYHOST_PRIMARY_BUCKET"] == f"{prefix}-{ACCOUNT}-{primary}"
     assert origin["SKYHOST_TRUST_FORWARDED_HOST"] == stack.params["EnableCloudFront"]
     assert origin.get("REDIS_URL") == (stack.params["RedisUrl"] or None)
-    # Every region's origin reads the one table, in the primary region.
+    # Every region's origin reads its own replica of the global table, and only it.
     table_arn = stack.statement("OriginRole", "ReadSitesTable")["Resource"]
-    primary_table = Stack(template, primary, samconfig_overrides(primary)).eval(
-        template["Resources"]["SitesTable"]["Properties"]["TableName"]
-    )
-    assert table_arn == f"arn:aws:dynamodb:{primary}:{ACCOUNT}:table/{primary_table}"
+    primary_stack = Stack(template, primary, samconfig_overrides(primary))
+    table = primary_stack.eval(template["Resources"]["SitesTable"]["Properties"])
+    assert table_arn == f"arn:aws:dynamodb:{env}:{ACCOUNT}:table/{table['TableName']}"
+    # The primary's stack creates a replica in every region, this one included.
+    assert env in [r["Region"] for r in table["Replicas"]]
 
 
 # (ReplicaRegions, expected replicator endpoints, expected asset-copier buckets or None
@@ -619,6 +621,19 @@ PAIR_CASES = [
         f"us-east-1=skyhost-{ACCOUNT}-us-east-1,sa-east-1=skyhost-{ACCOUNT}-sa-east-1",
     ),
 ]
+
+
+@pytest.mark.parametrize("replicas,endpoints,buckets", PAIR_CASES)
+def test_global_table_has_a_replica_in_every_region(
+    template: dict, replicas: str, endpoints: str, buckets: str | None
+) -> None:
+    params = {"PrimaryRegion": "us-west-2", "ReplicaRegions": replicas, "DomainName": "o.example"}
+    table = Stack(template, "us-west-2", params).eval(template["Resources"]["SitesTable"]["Properties"])
+    regions = [r["Region"] for r in table["Replicas"]]
+    assert regions == ["us-west-2"] + split_list(replicas)
+    for r in table["Replicas"]:
+        assert r["PointInTimeRecoverySpecification"] == {"PointInTimeRecoveryEnabled": True}
+        assert r["DeletionProtectionEnabled"] is True
 
 
 @pytest.mark.parametrize("replicas,endpoints,buckets", PAIR_CASES)
