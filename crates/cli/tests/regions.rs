@@ -239,3 +239,32 @@ async fn every_instance_serves_a_deploy_within_a_second() {
     let took = deployed.elapsed();
     assert!(took < Duration::from_secs(1), "{took:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_region_of_one_instance_goes_out_and_comes_back() {
+    let tmp = tempfile::tempdir().unwrap();
+    let site = common::example_site(tmp.path());
+    let l = Local::start(tmp.path(), 1).await;
+    assert_eq!(l.instances("eu-central-1"), vec![l.region(1)]);
+    let d1 = l.deploy(&site).unwrap();
+    until(Duration::from_secs(5), "the first deployment", || async {
+        l.serves(&l.region(1), &d1).await
+    })
+    .await;
+    l.drill("outage", "eu-central-1");
+    until(
+        Duration::from_secs(15),
+        "eu-central-1 to be unreachable",
+        || async { l.health(&l.region(1)).await.is_none() },
+    )
+    .await;
+    change(&site, "second");
+    let d2 = l.deploy(&site).unwrap();
+    l.drill("restore", "eu-central-1");
+    until(
+        Duration::from_secs(10),
+        "eu-central-1 back with the new deployment",
+        || async { l.serves(&l.region(1), &d2).await },
+    )
+    .await;
+}

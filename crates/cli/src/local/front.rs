@@ -5,6 +5,8 @@
 //! region is unreachable, not failing.
 
 use super::drill::RegionGate;
+use skyhost_origin::Origin;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
@@ -79,5 +81,59 @@ async fn proxy(
         _ = tokio::io::copy_bidirectional(&mut client, &mut upstream) => {}
         _ = cut.changed() => {}
         _ = stop.changed() => {}
+    }
+}
+
+/// One instance per region: it listens on the region's port itself, with no hop in
+/// between (what `make bench` measures). While the region is out its server is stopped,
+/// so the port is closed and its connections end; on restore it listens again.
+pub async fn serve_direct(
+    listener: TcpListener,
+    port: u16,
+    origin: Arc<Origin>,
+    threads: usize,
+    gate: RegionGate,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut listener = Some(listener);
+    loop {
+        if let Some(l) = listener.take() {
+            let (off_tx, mut off_rx) = watch::channel(false);
+            let shutdown = async move {
+                let _ = off_rx.wait_for(|off| *off).await;
+            };
+            let server = tokio::spawn(skyhost_origin::server::serve_threads(
+                l,
+                origin.clone(),
+                shutdown,
+                threads,
+            ));
+            let stopping = loop {
+                tokio::select! {
+                    _ = tokio::time::sleep(LOOK) => if gate.is_out() { break false },
+                    _ = stop.changed() => break true,
+                }
+            };
+            let _ = off_tx.send(true);
+            let _ = server.await;
+            if stopping {
+                return;
+            }
+            tracing::warn!(region = %gate.region(), "region out: its origin stops answering");
+        }
+        if !gate.is_out() {
+            match TcpListener::bind(("127.0.0.1", port)).await {
+                Ok(l) => {
+                    tracing::info!(region = %gate.region(), "region restored: its origin answers again");
+                    listener = Some(l);
+                    continue;
+                }
+                Err(e) => tracing::warn!(port, error = %e, "cannot listen again yet"),
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(LOOK) => {}
+            _ = stop.changed() => return,
+        }
     }
 }

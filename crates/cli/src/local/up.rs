@@ -104,6 +104,7 @@ pub async fn up(o: UpOptions) -> Result<()> {
     let mut instance_ports = serde_json::Map::new();
     for (i, (region, front)) in layout.regions.iter().zip(front_listeners).enumerate() {
         let mut ports = Vec::new();
+        let mut direct = None;
         for _ in 0..o.instances.max(1) {
             // An instance shares nothing in memory with the region's others: its own
             // origin, caches and listener, as a Lambda instance.
@@ -119,6 +120,12 @@ pub async fn up(o: UpOptions) -> Result<()> {
                 (i > 0).then(|| primary_bucket.clone()),
                 Arc::new(Tiered::new(MemoryCache::new(o.cache_bytes), None)),
             ));
+            if o.instances <= 1 {
+                // A single instance listens on the region's port itself.
+                ports.push(layout.origin_port(i));
+                direct = Some(origin);
+                break;
+            }
             let listener = bind(0, &format!("an instance of the {region} origin")).await?;
             ports.push(listener.local_addr()?.port());
             let mut stop = stop_rx.clone();
@@ -135,13 +142,23 @@ pub async fn up(o: UpOptions) -> Result<()> {
             }));
         }
         instance_ports.insert(region.clone(), serde_json::json!(ports));
-        tasks.push(tokio::spawn(front::serve(
-            front,
-            layout.origin_port(i),
-            ports,
-            outages.region(region),
-            stop_rx.clone(),
-        )));
+        tasks.push(match direct {
+            Some(origin) => tokio::spawn(front::serve_direct(
+                front,
+                layout.origin_port(i),
+                origin,
+                o.origin_threads,
+                outages.region(region),
+                stop_rx.clone(),
+            )),
+            None => tokio::spawn(front::serve(
+                front,
+                layout.origin_port(i),
+                ports,
+                outages.region(region),
+                stop_rx.clone(),
+            )),
+        });
         bases.push((
             region.clone(),
             format!("http://127.0.0.1:{}", layout.origin_port(i)),
