@@ -390,8 +390,9 @@ def test_replicator_event_source_is_bounded_and_reports_partial_failures(templat
     assert stream["DestinationConfig"]["OnFailure"]["Destination"] == {
         "Fn::GetAtt": ["ReplicatorFailureQueue", "Arn"]
     }
-    table = template["Resources"]["SitesTable"]["Properties"]
-    assert table["StreamSpecification"]["StreamViewType"] == "NEW_AND_OLD_IMAGES"
+    table = template["Resources"]["SitesTable"]
+    assert table["Type"] == "AWS::DynamoDB::GlobalTable"
+    assert table["Properties"]["StreamSpecification"]["StreamViewType"] == "NEW_AND_OLD_IMAGES"
 
 
 def pattern_matches(pattern: Any, event: Any) -> bool:
@@ -588,12 +589,13 @@ def test_samconfig_stacks_resolve_as_the_code_expects(template: dict, contract: 
     assert origin["SKYHOST_PRIMARY_BUCKET"] == f"{prefix}-{ACCOUNT}-{primary}"
     assert_front_settings(stack, origin)
     assert origin.get("REDIS_URL") == (stack.params["RedisUrl"] or None)
-    # Every region's origin reads the one table, in the primary region.
+    # Every region's origin reads its own replica of the global table, and only it.
     table_arn = stack.statement("OriginRole", "ReadSitesTable")["Resource"]
-    primary_table = Stack(template, primary, samconfig_overrides(primary)).eval(
-        template["Resources"]["SitesTable"]["Properties"]["TableName"]
-    )
-    assert table_arn == f"arn:aws:dynamodb:{primary}:{ACCOUNT}:table/{primary_table}"
+    primary_stack = Stack(template, primary, samconfig_overrides(primary))
+    table = primary_stack.eval(template["Resources"]["SitesTable"]["Properties"])
+    assert table_arn == f"arn:aws:dynamodb:{env}:{ACCOUNT}:table/{table['TableName']}"
+    # The primary's stack creates a replica in every region, this one included.
+    assert env in [r["Region"] for r in table["Replicas"]]
 
 
 def assert_front_settings(stack: Stack, origin: dict[str, str]) -> None:
@@ -630,6 +632,19 @@ PAIR_CASES = [
         f"us-east-1=skyhost-{ACCOUNT}-us-east-1,sa-east-1=skyhost-{ACCOUNT}-sa-east-1",
     ),
 ]
+
+
+@pytest.mark.parametrize("replicas,endpoints,buckets", PAIR_CASES)
+def test_global_table_has_a_replica_in_every_region(
+    template: dict, replicas: str, endpoints: str, buckets: str | None
+) -> None:
+    params = {"PrimaryRegion": "us-west-2", "ReplicaRegions": replicas, "DomainName": "o.example"}
+    table = Stack(template, "us-west-2", params).eval(template["Resources"]["SitesTable"]["Properties"])
+    regions = [r["Region"] for r in table["Replicas"]]
+    assert regions == ["us-west-2"] + split_list(replicas)
+    for r in table["Replicas"]:
+        assert r["PointInTimeRecoverySpecification"] == {"PointInTimeRecoveryEnabled": True}
+        assert r["DeletionProtectionEnabled"] is True
 
 
 @pytest.mark.parametrize("replicas,endpoints,buckets", PAIR_CASES)
@@ -853,6 +868,127 @@ def test_direct_callers_reach_health_and_notify(template: dict) -> None:
     assert probed["ResourcePath"] in direct
     assert "/_skyhost/notify" in direct
     assert sorted(direct) == ["/_skyhost/health", "/_skyhost/notify"]
+
+
+# ------------------------------------------------------------- Route 53, stack by stack
+
+
+def routing(props: dict) -> str:
+    """A record set's routing policy, as Route 53 tells them apart."""
+    for key, policy in (
+        ("Region", "latency"),
+        ("Weight", "weighted"),
+        ("Failover", "failover"),
+        ("GeoLocation", "geolocation"),
+        ("MultiValueAnswer", "multivalue"),
+    ):
+        if key in props:
+            return policy
+    return "simple"
+
+
+class Route53:
+    """The record sets of one hosted zone, changed stack update by stack update as
+    CloudFormation does: new and changed records first, removed ones at cleanup. Route 53
+    refuses a record set beside one of the same name and type with another routing
+    policy, and two of the same name, type and set identifier."""
+
+    def __init__(self, template: dict) -> None:
+        self.template = template
+        # (region, logical id) -> (name, type, set identifier, routing)
+        self.records: dict[tuple[str, str], tuple[str, str, str, str]] = {}
+
+    def desired(self, region: str, params: dict[str, str]) -> dict[str, tuple[str, str, str, str]]:
+        stack = Stack(self.template, region, params)
+        out = {}
+        for name, res in self.template["Resources"].items():
+            if res["Type"] != "AWS::Route53::RecordSet" or not stack.exists(name):
+                continue
+            props = stack.eval(res["Properties"])
+            out[name] = (props["Name"], props["Type"], props.get("SetIdentifier", ""), routing(props))
+        return out
+
+    def check(self, new: tuple[str, str, str, str], replacing: tuple[str, str] | None) -> None:
+        name, rtype, ident, policy = new
+        for key, (n, t, i, p) in self.records.items():
+            if key == replacing or (n, t) != (name, rtype):
+                continue
+            assert p == policy, f"{name} {rtype}: a {policy} record beside a {p} one ({key})"
+            assert i != ident, f"{name} {rtype} {ident!r} exists twice ({key})"
+
+    def deploy(self, region: str, params: dict[str, str]) -> None:
+        want = self.desired(region, params)
+        for logical, record in want.items():
+            key = (region, logical)
+            old = self.records.get(key)
+            if old == record:
+                continue
+            # Same name, type and identifier: updated in place (an UPSERT); otherwise a
+            # replacement, created before the old one is deleted.
+            in_place = old is not None and old[:3] == record[:3]
+            self.check(record, key if in_place else None)
+            if in_place:
+                self.records[key] = record
+            else:
+                self.records[(region, logical + "#new")] = record
+        for key in [k for k in self.records if k[0] == region]:
+            logical = key[1].removesuffix("#new")
+            if logical not in want or (key[1] == logical and (region, logical + "#new") in self.records):
+                del self.records[key]
+        for key in [k for k in self.records if k[0] == region and k[1].endswith("#new")]:
+            self.records[(region, key[1].removesuffix("#new"))] = self.records.pop(key)
+
+
+def test_route53_records_survive_every_stack_order(template: dict) -> None:
+    base = {
+        "PrimaryRegion": "us-west-2",
+        "ReplicaRegions": "eu-central-1,ap-southeast-1",
+        "DomainName": "o.example",
+        "SitesDomainName": "sites.example",
+        "HostedZoneId": "Z123",
+        "EnableCloudFront": "false",
+    }
+    cloudfront = {
+        "EnableCloudFront": "true",
+        "CloudFrontCertificateArn": "arn:aws:acm:us-east-1:111122223333:certificate/x",
+        "CloudFrontAliases": "*.sites.example",
+    }
+    zone = Route53(template)
+    regions = ["us-west-2", "eu-central-1", "ap-southeast-1"]
+    steps: list[tuple[str, list[str], dict[str, str]]] = [
+        ("create", regions, base),
+        ("CloudFront on", regions, {**base, **cloudfront}),
+        ("CloudFront off", regions, base),
+        (
+            "a region added",
+            ["us-west-2", "us-east-1", "eu-central-1", "ap-southeast-1"],
+            {**base, "ReplicaRegions": "eu-central-1,ap-southeast-1,us-east-1"},
+        ),
+        (
+            "CloudFront on with four regions",
+            ["us-west-2", "eu-central-1", "ap-southeast-1", "us-east-1"],
+            {**base, **cloudfront, "ReplicaRegions": "eu-central-1,ap-southeast-1,us-east-1"},
+        ),
+    ]
+    for what, order, params in steps:
+        for region in order:
+            try:
+                zone.deploy(region, params)
+            except AssertionError as e:
+                raise AssertionError(f"{what}, stack {region}: {e}") from e
+    # The end state: the wildcard reaches the distribution through one latency record.
+    wildcard = [r for r in zone.records.values() if r[0] == "*.sites.example" and r[1] == "A"]
+    assert wildcard == [("*.sites.example", "A", "us-west-2", "latency")]
+
+
+def test_route53_replay_catches_mixed_routing(template: dict) -> None:
+    """The replay refuses what Route 53 refuses: a simple record beside latency ones."""
+    zone = Route53(template)
+    zone.records[("eu-central-1", "SitesLatencyRecord")] = ("*.s.example", "A", "eu-central-1", "latency")
+    with pytest.raises(AssertionError, match="a simple record beside a latency one"):
+        zone.check(("*.s.example", "A", "", "simple"), None)
+    with pytest.raises(AssertionError, match="exists twice"):
+        zone.check(("*.s.example", "A", "eu-central-1", "latency"), None)
 
 
 # ---------------------------------------------------------------------------- fixtures

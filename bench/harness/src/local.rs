@@ -71,6 +71,9 @@ impl LocalUp {
             .args(["--regions", &a.regions.join(",")])
             .args(["--cache-bytes", &a.cache_bytes.to_string()])
             .args(["--health-interval-ms", "500"])
+            // One instance per region, listening on the region's port itself: the
+            // origin measured has no hop in front of it.
+            .args(["--instances", "1"])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log);

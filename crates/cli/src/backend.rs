@@ -1,6 +1,7 @@
 //! Where a command acts: AWS (the primary region's table and every region's bucket) or
 //! the embedded backends of local mode. Every command is written once against this.
 
+use crate::local::drill::{Outages, RegionBucket, RegionTable};
 use crate::local::layout::Layout;
 use anyhow::{bail, Context, Result};
 use skyhost_meta::blob::fs::FsBlobStore;
@@ -11,6 +12,9 @@ use skyhost_meta::store::sqlite::SqliteStore;
 use skyhost_meta::store::MetaStore;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+
+/// How long a writing command waits for the primary region before giving up.
+const PRIMARY_PROBE: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// One region as a command sees it.
 #[derive(Clone)]
@@ -46,16 +50,25 @@ impl Backend {
     /// with the default regions when it was never started).
     pub fn local(dir: &Path) -> Result<Self> {
         let layout = Layout::load_or_default(dir)?;
-        let meta = SqliteStore::open(&layout.meta_path(), layout.primary())
-            .with_context(|| format!("opening {}", layout.meta_path().display()))?;
+        // Behind the drill state, as the running `local up` sees them: a command acting on
+        // a region that is out fails at once.
+        let outages = Outages::new(dir);
+        let meta = RegionTable {
+            inner: SqliteStore::open(&layout.meta_path(), layout.primary())
+                .with_context(|| format!("opening {}", layout.meta_path().display()))?,
+            gate: outages.region(layout.primary()),
+        };
         let handle = |i: usize, region: &str| -> Result<RegionHandle> {
             Ok(RegionHandle {
                 name: region.to_owned(),
-                bucket: Arc::new(FsBlobStore::open(
-                    &layout.buckets_dir(),
-                    &Layout::bucket_name(region),
-                    region,
-                )?),
+                bucket: Arc::new(RegionBucket {
+                    inner: FsBlobStore::open(
+                        &layout.buckets_dir(),
+                        &Layout::bucket_name(region),
+                        region,
+                    )?,
+                    gate: outages.region(region),
+                }),
                 endpoint: Some(format!("http://127.0.0.1:{}", layout.origin_port(i))),
             })
         };
@@ -75,6 +88,22 @@ impl Backend {
             replicas: regions,
             public_url: Some(format!("http://127.0.0.1:{}", layout.port)),
         })
+    }
+
+    /// Fails within seconds, with what to do, when the primary region's table does not
+    /// answer: deploy, rollback and domains write only there, and must write nothing
+    /// rather than half of a change.
+    pub async fn require_primary(&self) -> Result<()> {
+        let probe = self.meta.region_status(&self.primary.name);
+        let failure = match tokio::time::timeout(PRIMARY_PROBE, probe).await {
+            Ok(Ok(_)) => return Ok(()),
+            Ok(Err(e)) => e.to_string(),
+            Err(_) => format!("no answer within {} s", PRIMARY_PROBE.as_secs()),
+        };
+        bail!(
+            "the primary region {} is unreachable ({failure}); nothing was written. Sites are still served by the other regions; deploy, rollback and domain changes need the primary, the only writer: retry once it is back",
+            self.primary.name
+        )
     }
 
     /// The AWS backends named by [`AwsOptions`].

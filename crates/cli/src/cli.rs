@@ -168,9 +168,30 @@ pub enum LocalAction {
         /// Each origin's in-process cache, in bytes.
         #[arg(long, default_value_t = 64 * 1024 * 1024)]
         cache_bytes: u64,
-        /// Threads serving each origin (default: one per core).
+        /// Threads serving each origin instance (default: one per core).
         #[arg(long)]
         origin_threads: Option<usize>,
+        /// Origin instances per region; they share no memory, and a notification
+        /// reaches one of them.
+        #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=64))]
+        instances: u16,
+    },
+    /// Take a whole region out (outage drill): its table replica, bucket, origins and
+    /// notify endpoint become unreachable.
+    Outage {
+        /// The region.
+        region: String,
+        /// The state folder.
+        #[arg(long, default_value = ".skyhost")]
+        dir: PathBuf,
+    },
+    /// Bring a region back after `local outage`.
+    Restore {
+        /// The region.
+        region: String,
+        /// The state folder.
+        #[arg(long, default_value = ".skyhost")]
+        dir: PathBuf,
     },
     /// Put a region in maintenance (failover drill).
     Fail {
@@ -226,6 +247,14 @@ async fn backend(cli: &Cli) -> Result<Backend> {
     }
 }
 
+/// The backend of a command that writes: it fails fast, before anything is written, when
+/// the primary region (the only writer) does not answer.
+async fn writer_backend(cli: &Cli) -> Result<Backend> {
+    let b = backend(cli).await?;
+    b.require_primary().await?;
+    Ok(b)
+}
+
 fn print_json<T: serde::Serialize>(v: &T) -> Result<()> {
     println!("{}", serde_json::to_string_pretty(v)?);
     Ok(())
@@ -244,7 +273,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             json,
             quiet,
         } => {
-            let b = backend(&cli).await?;
+            let b = writer_backend(&cli).await?;
             let report = deploy(
                 &b,
                 &DeployOptions {
@@ -292,7 +321,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             }
         }
         Command::Rollback { site, to } => {
-            let b = backend(&cli).await?;
+            let b = writer_backend(&cli).await?;
             let s = crate::rollback::rollback(&b, site, to.as_ref()).await?;
             println!(
                 "site {site} now serves {} (revision {})",
@@ -334,7 +363,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             }
         }
         Command::Domains { action } => {
-            let b = backend(&cli).await?;
+            let b = writer_backend(&cli).await?;
             let (site, add, remove): (&SiteId, &[Domain], &[Domain]) = match action {
                 DomainAction::Add { site, domains } => (site, domains, &[]),
                 DomainAction::Remove { site, domains } => (site, &[], domains),
@@ -416,6 +445,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 failure_threshold,
                 cache_bytes,
                 origin_threads,
+                instances,
             } => {
                 up(UpOptions {
                     dir: dir.clone(),
@@ -428,6 +458,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                     origin_threads: origin_threads.unwrap_or_else(|| {
                         std::thread::available_parallelism().map_or(1, |n| n.get())
                     }),
+                    instances: usize::from(*instances),
                 })
                 .await?;
             }
@@ -436,6 +467,14 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                     .await
                     .context("setting the maintenance flag")?;
                 println!("region {region} is in maintenance: its health check answers 503 and visitors move to the next closest region");
+            }
+            LocalAction::Outage { region, dir } => {
+                crate::local::drill::drill(dir, region, true)?;
+                println!("region {region} is out: its table replica, bucket, origins and notify endpoint are unreachable; `skyhost local restore {region}` brings it back");
+            }
+            LocalAction::Restore { region, dir } => {
+                crate::local::drill::drill(dir, region, false)?;
+                println!("region {region} is back: it catches up with every change it missed");
             }
             LocalAction::Heal { region, dir } => {
                 crate::status::set_maintenance(&Backend::local(dir)?, region, false)

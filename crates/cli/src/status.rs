@@ -19,6 +19,16 @@ pub struct RegionView {
     /// Blobs of the live deployment the region's bucket still lacks (`None`: not known,
     /// the bucket could not be read).
     pub missing_blobs: Option<usize>,
+    /// The revision of the site record the region serves (from `X-Skyhost-Revision`).
+    pub revision: Option<u64>,
+    /// How many revisions the region is behind the table (`None`: it did not answer).
+    pub behind: Option<u64>,
+}
+
+/// What a region answered for a site.
+struct Served {
+    deployment: Option<String>,
+    revision: Option<u64>,
 }
 
 /// A site's status.
@@ -41,7 +51,7 @@ async fn health(client: &reqwest::Client, endpoint: Option<&str>) -> String {
     }
 }
 
-async fn serving(client: &reqwest::Client, endpoint: Option<&str>, site: &Site) -> Option<String> {
+async fn serving(client: &reqwest::Client, endpoint: Option<&str>, site: &Site) -> Option<Served> {
     let host = site.domains.first()?;
     let r = client
         .head(format!("{}/", endpoint?))
@@ -49,11 +59,16 @@ async fn serving(client: &reqwest::Client, endpoint: Option<&str>, site: &Site) 
         .send()
         .await
         .ok()?;
-    r.headers()
-        .get("x-skyhost-deployment")?
-        .to_str()
-        .ok()
-        .map(str::to_owned)
+    let header = |name: &str| {
+        r.headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    };
+    Some(Served {
+        deployment: header("x-skyhost-deployment"),
+        revision: header("x-skyhost-revision").and_then(|v| v.parse().ok()),
+    })
 }
 
 /// The status of one site or of every site.
@@ -79,10 +94,14 @@ pub async fn status(backend: &Backend, site: Option<&SiteId>) -> Result<Vec<Site
         };
         let mut regions = Vec::new();
         for r in backend.regions() {
+            let served = serving(&client, r.endpoint.as_deref(), &s).await;
+            let revision = served.as_ref().and_then(|x| x.revision);
             regions.push(RegionView {
                 region: r.name.clone(),
                 health: health(&client, r.endpoint.as_deref()).await,
-                serving: serving(&client, r.endpoint.as_deref(), &s).await,
+                serving: served.and_then(|x| x.deployment),
+                revision,
+                behind: revision.map(|got| s.revision.saturating_sub(got)),
                 missing_blobs: missing.iter().find(|(n, _)| *n == r.name).map(|(_, c)| *c),
             });
         }
@@ -112,19 +131,20 @@ pub fn render(statuses: &[SiteStatus]) -> String {
             }
         ));
         out.push_str(&format!(
-            "  {:<16} {:<18} {}\n",
-            "REGION", "HEALTH", "SERVING"
+            "  {:<16} {:<18} {:<9} {}\n",
+            "REGION", "HEALTH", "REVISION", "SERVING"
         ));
         for r in &s.regions {
-            let mark = match (&r.serving, &s.site.active) {
-                (Some(a), Some(b)) if a == b.as_str() => "",
-                (Some(_), Some(_)) => "  (behind)",
-                _ => "",
+            let mark = match (r.behind, &r.serving, &s.site.active) {
+                (Some(n), _, _) if n > 0 => format!("  ({n} behind)"),
+                (_, Some(a), Some(b)) if a != b.as_str() => "  (behind)".to_owned(),
+                _ => String::new(),
             };
             out.push_str(&format!(
-                "  {:<16} {:<18} {}{}{}\n",
+                "  {:<16} {:<18} {:<9} {}{}{}\n",
                 r.region,
                 r.health,
+                r.revision.map_or("-".to_owned(), |n| n.to_string()),
                 r.serving.as_deref().unwrap_or("-"),
                 mark,
                 missing_note(r.missing_blobs)
@@ -165,6 +185,44 @@ pub async fn set_maintenance(backend: &Backend, region: &str, on: bool) -> Resul
 #[cfg(test)]
 mod tests {
     use super::*;
+    use skyhost_meta::DeploymentId;
+
+    #[test]
+    fn render_shows_each_region_revision_and_how_far_behind() {
+        let mut site = Site::new(SiteId::parse("demo").unwrap(), 1).next(2).next(3);
+        site.active = Some(DeploymentId::new(1_800_000_000));
+        let active = site.active.as_ref().map(|d| d.to_string());
+        let view = |region: &str, health: &str, revision: Option<u64>| RegionView {
+            region: region.into(),
+            health: health.into(),
+            serving: revision.and(active.clone()),
+            revision,
+            behind: revision.map(|r| 3 - r),
+            missing_blobs: None,
+        };
+        let out = render(&[SiteStatus {
+            site,
+            regions: vec![
+                view("us-west-2", "healthy", Some(3)),
+                view("eu-central-1", "healthy", Some(1)),
+                view("ap-southeast-1", "unreachable", None),
+            ],
+        }]);
+        let lines: Vec<&str> = out.lines().collect();
+        assert!(lines[1].contains("REVISION"), "{out}");
+        assert!(
+            lines[2].contains(" 3 ") && !lines[2].contains("behind"),
+            "{out}"
+        );
+        assert!(
+            lines[3].contains(" 1 ") && lines[3].ends_with("(2 behind)"),
+            "{out}"
+        );
+        assert!(
+            lines[4].contains("unreachable") && lines[4].contains(" - "),
+            "{out}"
+        );
+    }
 
     #[test]
     fn missing_blobs_show_only_while_some_are_missing() {

@@ -211,8 +211,9 @@ pub async fn change_feed_once_in_order(store: &dyn MetaStore, feed: &dyn ChangeF
         names,
         vec!["INSERT", "MODIFY", "MODIFY", "MODIFY", "MODIFY"]
     );
-    // 1 site insert + 1 domain + 4 deployments + 4 activations.
-    assert_eq!(records.len(), 10);
+    // 1 site insert + 1 domain + 4 deployments + 4 activations, and the generation item
+    // bumped with each of the 5 site changes.
+    assert_eq!(records.len(), 15);
     let seqs: Vec<String> = records
         .iter()
         .map(|r| r.change.sequence_number.clone().unwrap())
@@ -246,12 +247,59 @@ pub async fn change_feed_once_in_order(store: &dyn MetaStore, feed: &dyn ChangeF
         vec![
             ("MODIFY".to_owned(), Some("SITE#feed".to_owned())),
             ("REMOVE".to_owned(), Some("DOMAIN#feed.example".to_owned())),
+            ("MODIFY".to_owned(), Some("GENERATION".to_owned())),
         ]
     );
     let old = site_from_item(batch.records[0].change.old_image.clone()).unwrap();
     assert_eq!(old.revision, 5);
     let after = feed.read(batch.cursor.as_deref(), 100).await.unwrap();
     assert!(after.records.is_empty());
+}
+
+pub async fn generation_lists_every_site_change(store: &dyn MetaStore, _feed: &dyn ChangeFeed) {
+    use skyhost_meta::store::generation::{CatchUp, Changed};
+    assert_eq!(store.generation().await.unwrap().number, 0);
+    let a = site("gen-a");
+    let b = site("gen-b");
+    let sa = create(store, &a, &["a.example"]).await;
+    let seen = store.generation().await.unwrap().number;
+    assert_eq!(seen, 1);
+    let _sb = create(store, &b, &[]).await;
+    let d = deployment(&a, 1_800_000_000);
+    store.put_deployment(&d).await.unwrap();
+    store.activate(&a, &d.id, sa.revision, 5).await.unwrap();
+    // A failed write bumps nothing.
+    assert!(store.activate(&a, &d.id, sa.revision, 6).await.is_err());
+    let g = store.generation().await.unwrap();
+    assert_eq!(
+        g.number, 3,
+        "deployments and failed writes are not site changes"
+    );
+    assert_eq!(
+        g.since(seen),
+        CatchUp::Sites(vec![
+            Changed {
+                site: b.clone(),
+                revision: 1
+            },
+            Changed {
+                site: a.clone(),
+                revision: 2
+            },
+        ])
+    );
+
+    // Writers of different sites at once all succeed: the generation's condition is
+    // retried, never reported as the site's conflict.
+    let mut tasks = Vec::new();
+    for i in 0..6 {
+        let s = Site::new(site(&format!("gen-many-{i}")), 1);
+        tasks.push(async move { store.put_site(None, &s).await });
+    }
+    for r in futures::future::join_all(tasks).await {
+        r.unwrap();
+    }
+    assert_eq!(store.generation().await.unwrap().number, 9);
 }
 
 macro_rules! contract {
@@ -277,6 +325,11 @@ macro_rules! contract {
             async fn domains_move_with_the_site() {
                 let (s, f) = $make.await;
                 super::domains_move_with_the_site(&s, &f).await;
+            }
+            #[tokio::test]
+            async fn generation_lists_every_site_change() {
+                let (s, f) = $make.await;
+                super::generation_lists_every_site_change(&s, &f).await;
             }
             #[tokio::test]
             async fn change_feed_once_in_order() {

@@ -25,9 +25,10 @@ pub const ENV_VARS: &[&str] = &[
 pub struct OriginConfig {
     /// The region answering (`X-Skyhost-Region`, the metrics' `Region` dimension).
     pub region: String,
-    /// The primary region (sites table, primary bucket).
+    /// The primary region (the only writer of the sites table; the primary bucket).
     pub primary_region: String,
-    /// Sites table name (in the primary region); used by [`crate::Origin::from_env`].
+    /// Sites table name: a global table with a replica in every region, of which the
+    /// origin reads its own region's; used by [`crate::Origin::from_env`].
     pub table: String,
     /// This region's bucket; used by [`crate::Origin::from_env`].
     pub bucket: String,

@@ -44,6 +44,9 @@ use std::time::Instant;
 pub const X_SKYHOST_REGION: HeaderName = HeaderName::from_static("x-skyhost-region");
 /// `X-Skyhost-Deployment`.
 pub const X_SKYHOST_DEPLOYMENT: HeaderName = HeaderName::from_static("x-skyhost-deployment");
+/// The revision of the site record the answer was made from: how far behind a region is
+/// (`skyhost status`).
+pub const X_SKYHOST_REVISION: HeaderName = HeaderName::from_static("x-skyhost-revision");
 /// `X-Skyhost-Cache`.
 pub const X_SKYHOST_CACHE: HeaderName = HeaderName::from_static("x-skyhost-cache");
 
@@ -71,6 +74,8 @@ pub struct Origin {
     cache: Arc<dyn Cache>,
     data: Arc<DataPath>,
     resolver: Resolver,
+    /// Catches up with site changes whose notification this instance missed.
+    converge: crate::converge::Converge,
     lockout: Lockout,
     metrics: Metrics,
     proxy: Proxy,
@@ -351,6 +356,7 @@ impl Origin {
             notify_secret,
             answers,
             region_header,
+            converge: crate::converge::Converge::new(meta.clone(), crate::converge::CHECK_EVERY),
             config,
             meta,
             cache,
@@ -362,10 +368,11 @@ impl Origin {
         }
     }
 
-    /// The origin of a Lambda function: configuration from the environment, the table and
-    /// the primary bucket in the primary region and the local bucket, each through a client
-    /// built on first use, and the in-process cache in front of Redis when `REDIS_URL` is
-    /// set.
+    /// The origin of a Lambda function: configuration from the environment, the sites
+    /// table's replica and the bucket of its own region (a region stands on its own: the
+    /// primary's trouble never reaches its reads or its health), the primary bucket as the
+    /// fail-safe, each through a client built on first use, and the in-process cache in
+    /// front of Redis when `REDIS_URL` is set.
     pub async fn from_env() -> Result<Origin, OriginError> {
         use skyhost_meta::blob::s3::S3BlobStore;
         use skyhost_meta::cache::{memory::MemoryCache, redis::RedisCache, Tiered};
@@ -384,10 +391,8 @@ impl Origin {
         // instance whose first requests the region's Redis answers does neither (each SDK
         // crate parses its partition table when its first client is built). The primary
         // bucket is the fail-safe.
-        let meta: Arc<dyn MetaStore> = Arc::new(DynamoStore::deferred(
-            primary_conf.clone(),
-            config.table.clone(),
-        ));
+        let meta: Arc<dyn MetaStore> =
+            Arc::new(DynamoStore::deferred(here.clone(), config.table.clone()));
         let local: Arc<dyn BlobStore> =
             Arc::new(S3BlobStore::deferred(here, config.bucket.clone()));
         let primary: Option<Arc<dyn BlobStore>> = (config.primary_bucket != config.bucket)
@@ -428,6 +433,7 @@ impl Origin {
         }
         // Before anything reads a header: forwarded ones only from the verified front.
         let admitted = self.gate.admit(&mut parts.headers, parts.uri.path()).await;
+        self.converge.check(started, &self.resolver).await;
         let client = self.client_address(&parts.headers, client_ip);
         let mut log = Log {
             enabled: tracing::enabled!(target: "skyhost_origin::request", tracing::Level::INFO),
@@ -662,6 +668,7 @@ impl Origin {
         }
         let h = resp.headers_mut();
         h.insert(X_SKYHOST_DEPLOYMENT, loaded.deployment.clone());
+        h.insert(X_SKYHOST_REVISION, HeaderValue::from(site.revision));
         h.insert(X_SKYHOST_CACHE, HeaderValue::from_static(outcome.as_str()));
         resp
     }

@@ -4,6 +4,10 @@
 //! without it. The JSON body lists each check, without the backends' error text (that goes
 //! to the logs). A result is reused for [`RESULT_TTL`] ([`Cached`]), so however often the
 //! endpoint is called, the backends see about one check a second.
+//!
+//! Every check is of this region's own dependencies — its table replica, its bucket, its
+//! Redis — never the primary's: a primary outage must not take the other regions out of
+//! Route 53.
 
 use serde::Serialize;
 use skyhost_meta::blob::BlobStore;
@@ -89,7 +93,7 @@ pub struct Report {
 /// The individual checks.
 #[derive(Debug, Clone, Serialize)]
 pub struct Checks {
-    /// The metadata store (read of this region's status).
+    /// This region's table replica (read of this region's status).
     pub metadata: Check,
     /// This region's bucket.
     pub bucket: Check,

@@ -13,6 +13,7 @@ pub mod body;
 pub mod cache_control;
 pub mod conditional;
 pub mod config;
+pub mod converge;
 pub mod data;
 pub mod encoding;
 pub mod forwarded;

@@ -362,6 +362,37 @@ impl Resolver {
         Ok((m, outcome))
     }
 
+    /// Brings a site's record up to `revision` ([`crate::converge`]). True when this
+    /// instance now holds `revision` or newer; false when the store itself is still behind
+    /// (a replica that has not received the record yet). A site this instance does not
+    /// hold is read too: a host it found unknown may have just been added to it.
+    pub async fn catch_up(&self, id: &SiteId, revision: u64) -> Result<bool, StoreError> {
+        let held = self.cache.site(id).await;
+        if held.as_ref().is_some_and(|h| h.revision >= revision) {
+            return Ok(true);
+        }
+        // Removed since: nothing newer will come.
+        let Some(s) = self.meta.site(id).await? else {
+            return Ok(true);
+        };
+        let got = s.revision;
+        if held.is_some() {
+            self.apply(id, got, Some(s)).await;
+        } else {
+            let domains = s.domains.clone();
+            let entry = SiteEntry {
+                revision: got,
+                site: Some(Arc::new(s)),
+            };
+            self.cache.put_site(id, entry).await;
+            for d in domains {
+                self.insert_host(d, Some(id.clone()));
+            }
+            self.fresh.insert(id.clone(), (), self.refresh);
+        }
+        Ok(got >= revision)
+    }
+
     /// Applies a site's new record (`None`: removed) at `revision` if it is newer than
     /// what this region holds; returns whether the region now holds it.
     pub async fn apply(&self, id: &SiteId, revision: u64, record: Option<Site>) -> bool {

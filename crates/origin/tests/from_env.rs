@@ -1,9 +1,9 @@
 //! The Lambda wiring: `Origin::from_env` reads exactly `ENV_VARS` (each required one is
 //! named when missing), builds DynamoDB/S3/Redis/Secrets Manager clients against moto
-//! and redis-server, and serves through the same handler: a replica region falling back
-//! to the primary, the front's secret and the notify secret read from the region's
-//! Secrets Manager at run time. One test in this file, since it sets process environment
-//! variables.
+//! and redis-server, and serves through the same handler: a replica region reading its own
+//! region's table replica and falling back to the primary bucket, the front's secret and
+//! the notify secret read from the region's Secrets Manager at run time. One test in this
+//! file, since it sets process environment variables.
 
 mod common;
 
@@ -18,9 +18,16 @@ use std::sync::Arc;
 #[tokio::test]
 async fn origin_from_the_environment() {
     let table = dynamo("us-west-2").await;
+    // The sites table's replica in the origin's own region holds the records; the
+    // primary's stays empty, so a 200 below proves the origin reads its own region's.
+    let replica = skyhost_meta::store::dynamodb::DynamoStore::new(
+        skyhost_meta::config::dynamodb(&skyhost_testkit::aws("eu-central-1").await),
+        table.table(),
+    );
+    replica.ensure_table().await.unwrap();
     let primary = s3("us-west-2").await;
     let local = s3("eu-central-1").await;
-    let (site, host) = one_page_site(&table, &primary, "env", "from the primary").await;
+    let (site, host) = one_page_site(&replica, &primary, "env", "from the primary").await;
     // The secrets live in the origin's own region.
     let secrets = skyhost_meta::config::secretsmanager(&skyhost_testkit::aws("eu-central-1").await);
     let notify_id = unique("skyhost/notify");

@@ -1,13 +1,18 @@
-//! The pollers of local mode, playing Lambda's event source mappings: the metadata
-//! change feed drives the replicator (as the DynamoDB stream does), the primary bucket's
-//! event log drives the asset copier (as S3 notifications do). Cursors are kept on disk,
-//! so a restart neither loses nor repeats work; on a failure the batch is retried from
-//! the first failed record, as Lambda does with ReportBatchItemFailures.
+//! The pollers of local mode, playing Lambda's event source mappings and the global
+//! table's replication: the primary table's change feed fills each region's table replica
+//! (as DynamoDB global tables do) and drives the replicator (as the DynamoDB stream does),
+//! the primary bucket's event log drives the asset copier (as S3 notifications do). Each
+//! region has its own poller of each kind with its own cursor, so a region that is down
+//! or slow holds back no other: its work is retried on its own until it is back. Cursors
+//! are kept on disk, so a restart neither loses nor repeats work; on a failure the batch is
+//! retried from the first failed record, as Lambda does with ReportBatchItemFailures.
 
+use super::drill::{RegionGate, RegionTable};
+use aws_lambda_events::event::dynamodb::EventRecord;
 use skyhost_asset_copier::Copier;
 use skyhost_meta::blob::fs::FsBlobStore;
-use skyhost_meta::store::sqlite::SqliteStore;
-use skyhost_meta::store::ChangeFeed;
+use skyhost_meta::store::item::Key;
+use skyhost_meta::store::{ChangeFeed, Condition, MetaStore, Write};
 use skyhost_replicator::Replicator;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -19,14 +24,16 @@ pub const POLL: Duration = Duration::from_millis(50);
 /// Pause after a failed batch before it is retried.
 const RETRY: Duration = Duration::from_millis(500);
 
-pub(crate) fn load_cursor(p: &PathBuf) -> Option<String> {
+/// A saved cursor (`None`: none saved yet).
+pub fn load_cursor(p: &PathBuf) -> Option<String> {
     std::fs::read_to_string(p)
         .ok()
         .map(|s| s.trim().to_owned())
         .filter(|s| !s.is_empty())
 }
 
-pub(crate) fn save_cursor(p: &PathBuf, c: Option<&str>) {
+/// Saves a cursor atomically.
+pub fn save_cursor(p: &PathBuf, c: Option<&str>) {
     if let Some(c) = c {
         let tmp = p.with_extension("tmp");
         if std::fs::write(&tmp, c)
@@ -45,9 +52,67 @@ pub(crate) async fn pause(stop: &mut watch::Receiver<bool>, d: Duration) -> bool
     }
 }
 
+/// The write that replays a change of the primary table on a replica: the new image, or
+/// the removal. `None` for a record without keys. Pure.
+pub fn replica_write(r: &EventRecord) -> Option<Write> {
+    let key = skyhost_meta::store::item::key_of(&r.change.keys)?;
+    let item = (r.event_name != "REMOVE").then(|| r.change.new_image.clone());
+    Some(Write {
+        key: Key {
+            pk: key.pk,
+            sk: key.sk,
+        },
+        item,
+        // Only the primary writes: the replica takes every change in the feed's order.
+        condition: Condition::None,
+    })
+}
+
+/// Replays the primary table's changes on a region's replica until `stop` fires, as a
+/// global table does; while either is unreachable it waits and retries from where it was.
+pub async fn replicate_table(
+    primary: RegionTable,
+    replica: RegionTable,
+    cursor_path: PathBuf,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut cursor = load_cursor(&cursor_path);
+    loop {
+        let batch = match primary.read(cursor.as_deref(), 100).await {
+            Ok(b) if b.records.is_empty() => {
+                if pause(&mut stop, POLL).await {
+                    return;
+                }
+                continue;
+            }
+            Ok(b) => b,
+            Err(_) => {
+                if pause(&mut stop, RETRY).await {
+                    return;
+                }
+                continue;
+            }
+        };
+        let writes: Vec<Write> = batch.records.iter().filter_map(replica_write).collect();
+        // One transaction per batch: the replica never shows half a batch.
+        match replica.write(writes).await {
+            Ok(()) => {
+                cursor = batch.cursor;
+                save_cursor(&cursor_path, cursor.as_deref());
+            }
+            Err(e) => {
+                tracing::debug!(region = %replica.gate.region(), error = %e, "table replication waits");
+                if pause(&mut stop, RETRY).await {
+                    return;
+                }
+            }
+        }
+    }
+}
+
 /// Feeds the change feed to the replicator until `stop` fires.
 pub async fn replicate(
-    store: SqliteStore,
+    store: RegionTable,
     replicator: Arc<Replicator>,
     cursor_path: PathBuf,
     mut stop: watch::Receiver<bool>,
@@ -118,6 +183,7 @@ pub async fn replicate(
 /// Feeds the primary bucket's events to the asset copier until `stop` fires.
 pub async fn copy_assets(
     bucket: FsBlobStore,
+    gate: RegionGate,
     copier: Arc<Copier>,
     cursor_path: PathBuf,
     mut stop: watch::Receiver<bool>,
@@ -125,6 +191,13 @@ pub async fn copy_assets(
     let mut cursor = load_cursor(&cursor_path);
     let mut waiting = None;
     loop {
+        if gate.is_out() {
+            // The primary bucket's notifications wait with it.
+            if pause(&mut stop, RETRY).await {
+                return;
+            }
+            continue;
+        }
         let (records, next) = match bucket.events(cursor.as_deref(), 100).await {
             Ok(x) => x,
             Err(e) => {
@@ -172,5 +245,49 @@ pub async fn copy_assets(
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use skyhost_meta::store::item;
+    use skyhost_meta::store::stream::{record, Change};
+    use skyhost_meta::{Site, SiteId};
+
+    fn rec(event: &str, new: Option<&item::Item>, old: Option<&item::Item>) -> EventRecord {
+        let key = item::site_key(&SiteId::parse("blog").unwrap());
+        record(&Change {
+            sequence: "1",
+            event_name: event,
+            key: &key,
+            new_image: new,
+            old_image: old,
+            created: 0.0,
+            region: "us-west-2",
+            stream_arn: "arn",
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn replica_write_table() {
+        let s1 = item::site_item(&Site::new(SiteId::parse("blog").unwrap(), 1));
+        let s2 = item::site_item(&Site::new(SiteId::parse("blog").unwrap(), 1).next(2));
+        let key = item::site_key(&SiteId::parse("blog").unwrap());
+        let cases = [
+            (rec("INSERT", Some(&s1), None), Some(s1.clone())),
+            (rec("MODIFY", Some(&s2), Some(&s1)), Some(s2.clone())),
+            (rec("REMOVE", None, Some(&s2)), None),
+        ];
+        for (r, want) in cases {
+            let w = replica_write(&r).expect("a write");
+            assert_eq!(w.key, key, "{}", r.event_name);
+            assert_eq!(w.item, want, "{}", r.event_name);
+            assert_eq!(w.condition, Condition::None);
+        }
+        let mut keyless = rec("INSERT", Some(&s1), None);
+        keyless.change.keys = item::Item::default();
+        assert!(replica_write(&keyless).is_none());
     }
 }

@@ -94,6 +94,21 @@ impl Layout {
         self.dir.join("meta.db")
     }
 
+    /// The SQLite file of a region's table replica (the primary's is [`Layout::meta_path`]).
+    pub fn table_path(&self, region: &str) -> PathBuf {
+        if region == self.primary() {
+            self.meta_path()
+        } else {
+            self.dir.join(format!("meta-{region}.db"))
+        }
+    }
+
+    /// Where `local up` writes the ports of each region's origin instances (for tests and
+    /// for looking at one instance).
+    pub fn instances_path(&self) -> PathBuf {
+        self.dir.join("instances.json")
+    }
+
     /// The folder holding one folder per bucket.
     pub fn buckets_dir(&self) -> PathBuf {
         self.dir.join("buckets")
@@ -104,7 +119,7 @@ impl Layout {
         format!("skyhost-{region}")
     }
 
-    /// The port of region `i`'s origin.
+    /// The port of region `i`'s origin front (its instances sit behind it).
     pub fn origin_port(&self, i: usize) -> u16 {
         self.port + 1 + u16::try_from(i).unwrap_or(0)
     }

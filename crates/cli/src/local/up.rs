@@ -1,8 +1,9 @@
 //! `skyhost local up`.
 
+use super::drill::{Outages, RegionBucket, RegionTable};
 use super::edge::{self, Edge, EdgeOptions};
-use super::feeds;
 use super::layout::Layout;
+use super::{feeds, front};
 use anyhow::{Context, Result};
 use skyhost_asset_copier::Copier;
 use skyhost_meta::blob::fs::FsBlobStore;
@@ -38,8 +39,22 @@ pub struct UpOptions {
     pub threshold: u32,
     /// Each origin's in-process cache.
     pub cache_bytes: u64,
-    /// Threads serving each origin.
+    /// Threads serving each origin instance.
     pub origin_threads: usize,
+    /// Origin instances per region.
+    pub instances: usize,
+}
+
+/// The cursor of one region's feed; a folder from before per-region feeds starts from
+/// the shared cursor it had, so nothing is delivered twice or skipped.
+fn region_cursor(layout: &Layout, feed: &str, region: &str) -> Result<std::path::PathBuf> {
+    let own = layout.cursor_path(&format!("{feed}-{region}"));
+    let shared = layout.cursor_path(feed);
+    if !own.exists() && shared.exists() {
+        std::fs::copy(&shared, &own)
+            .with_context(|| format!("copying {} to {}", shared.display(), own.display()))?;
+    }
+    Ok(own)
 }
 
 async fn bind(port: u16, what: &str) -> Result<TcpListener> {
@@ -54,73 +69,162 @@ pub async fn up(o: UpOptions) -> Result<()> {
     layout.save()?;
     let secret = layout.secret()?;
     let origin_verify = layout.origin_verify_secret()?;
-    let store = SqliteStore::open(&layout.meta_path(), layout.primary())?;
+    let outages = Outages::new(&o.dir);
+    // Each region's table: the primary's, written by the CLI, and a replica per other
+    // region fed from the primary's change feed, as a DynamoDB global table would be.
+    let tables = layout
+        .regions
+        .iter()
+        .map(|r| {
+            Ok(RegionTable {
+                inner: SqliteStore::open(&layout.table_path(r), r)
+                    .with_context(|| format!("opening {}", layout.table_path(r).display()))?,
+                gate: outages.region(r),
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
     let buckets = layout
         .regions
         .iter()
-        .map(|r| FsBlobStore::open(&layout.buckets_dir(), &Layout::bucket_name(r), r))
-        .collect::<Result<Vec<_>, _>>()?;
+        .map(|r| {
+            Ok(RegionBucket {
+                inner: FsBlobStore::open(&layout.buckets_dir(), &Layout::bucket_name(r), r)?,
+                gate: outages.region(r),
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
     let edge_listener = bind(o.port, "the edge router").await?;
-    let mut origin_listeners = Vec::new();
+    let mut front_listeners = Vec::new();
     for (i, r) in layout.regions.iter().enumerate() {
-        origin_listeners.push(bind(layout.origin_port(i), &format!("the {r} origin")).await?);
+        front_listeners.push(bind(layout.origin_port(i), &format!("the {r} origin")).await?);
     }
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut tasks = Vec::new();
     let primary_bucket: Arc<dyn BlobStore> = Arc::new(buckets[0].clone());
     let mut bases = Vec::new();
-    for (i, (region, listener)) in layout.regions.iter().zip(origin_listeners).enumerate() {
-        let mut config = OriginConfig::new(region, layout.primary());
-        config.notify_secrets = vec![secret.clone()];
-        // The edge router plays CloudFront: its header alone makes forwarded headers count.
-        config.origin_verify = Some(Secret::file(&origin_verify));
-        config.cache_bytes = o.cache_bytes;
-        // One machine, one operator: a site's proxy allowlist may reach local services.
-        config.proxy.honor_allowlist = true;
-        let origin = Arc::new(Origin::new(
-            config,
-            Arc::new(store.clone()),
-            Arc::new(buckets[i].clone()),
-            (i > 0).then(|| primary_bucket.clone()),
-            Arc::new(Tiered::new(MemoryCache::new(o.cache_bytes), None)),
-        ));
-        let mut stop = stop_rx.clone();
-        let threads = o.origin_threads;
-        tasks.push(tokio::spawn(async move {
-            let shutdown = async move {
-                let _ = stop.changed().await;
-            };
-            if let Err(e) =
-                skyhost_origin::server::serve_threads(listener, origin, shutdown, threads).await
-            {
-                tracing::error!(error = %e, "origin server stopped");
+    let mut instance_ports = serde_json::Map::new();
+    for (i, (region, front)) in layout.regions.iter().zip(front_listeners).enumerate() {
+        let mut ports = Vec::new();
+        let mut direct = None;
+        for _ in 0..o.instances.max(1) {
+            // An instance shares nothing in memory with the region's others: its own
+            // origin, caches and listener, as a Lambda instance.
+            let mut config = OriginConfig::new(region, layout.primary());
+            config.notify_secrets = vec![secret.clone()];
+            // The edge router plays CloudFront: its header alone makes forwarded headers count.
+            config.origin_verify = Some(Secret::file(&origin_verify));
+            config.cache_bytes = o.cache_bytes;
+            // One machine, one operator: a site's proxy allowlist may reach local services.
+            config.proxy.honor_allowlist = true;
+            let origin = Arc::new(Origin::new(
+                config,
+                Arc::new(tables[i].clone()),
+                Arc::new(buckets[i].clone()),
+                (i > 0).then(|| primary_bucket.clone()),
+                Arc::new(Tiered::new(MemoryCache::new(o.cache_bytes), None)),
+            ));
+            if o.instances <= 1 {
+                // A single instance listens on the region's port itself.
+                ports.push(layout.origin_port(i));
+                direct = Some(origin);
+                break;
             }
-        }));
+            let listener = bind(0, &format!("an instance of the {region} origin")).await?;
+            ports.push(listener.local_addr()?.port());
+            let mut stop = stop_rx.clone();
+            let threads = o.origin_threads;
+            tasks.push(tokio::spawn(async move {
+                let shutdown = async move {
+                    let _ = stop.changed().await;
+                };
+                if let Err(e) =
+                    skyhost_origin::server::serve_threads(listener, origin, shutdown, threads).await
+                {
+                    tracing::error!(error = %e, "origin server stopped");
+                }
+            }));
+        }
+        instance_ports.insert(region.clone(), serde_json::json!(ports));
+        tasks.push(match direct {
+            Some(origin) => tokio::spawn(front::serve_direct(
+                front,
+                layout.origin_port(i),
+                origin,
+                o.origin_threads,
+                outages.region(region),
+                stop_rx.clone(),
+            )),
+            None => tokio::spawn(front::serve(
+                front,
+                layout.origin_port(i),
+                ports,
+                outages.region(region),
+                stop_rx.clone(),
+            )),
+        });
         bases.push((
             region.clone(),
             format!("http://127.0.0.1:{}", layout.origin_port(i)),
         ));
     }
+    std::fs::write(
+        layout.instances_path(),
+        serde_json::to_vec_pretty(&instance_ports)?,
+    )?;
 
     let http = skyhost_meta::tls::http_client()
         .timeout(Duration::from_secs(5))
         .build()?;
-    // Metrics are for CloudWatch; local mode keeps stdout for people.
-    let replicator = Arc::new(
-        Replicator::new(
-            bases.clone(),
-            Arc::new(HttpNotifier::new(http, secret.clone())),
-            Default::default(),
-        )
-        .with_metrics(Metrics::discard()),
-    );
-    tasks.push(tokio::spawn(feeds::replicate(
-        store.clone(),
-        replicator,
-        layout.cursor_path("changes"),
-        stop_rx.clone(),
-    )));
+    let notifier = Arc::new(HttpNotifier::new(http, secret.clone()));
+    for (i, (region, base)) in bases.iter().enumerate() {
+        // Every region is delivered on its own, from its own cursor: a dead or slow
+        // region delays no other, and its notifications are retried until it is back.
+        let replicator = Arc::new(
+            Replicator::new(
+                vec![(region.clone(), base.clone())],
+                notifier.clone(),
+                Default::default(),
+            )
+            // Metrics are for CloudWatch; local mode keeps stdout for people.
+            .with_metrics(Metrics::discard()),
+        );
+        tasks.push(tokio::spawn(feeds::replicate(
+            tables[0].clone(),
+            replicator,
+            region_cursor(&layout, "changes", region)?,
+            stop_rx.clone(),
+        )));
+        if i == 0 {
+            continue;
+        }
+        tasks.push(tokio::spawn(feeds::replicate_table(
+            tables[0].clone(),
+            tables[i].clone(),
+            layout.cursor_path(&format!("table-{region}")),
+            stop_rx.clone(),
+        )));
+        let copier = Arc::new(
+            Copier::new(
+                primary_bucket.clone(),
+                vec![(
+                    region.clone(),
+                    Arc::new(buckets[i].clone()) as Arc<dyn BlobStore>,
+                )],
+                Default::default(),
+            )
+            .with_metrics(Metrics::discard()),
+        );
+        tasks.push(tokio::spawn(feeds::copy_assets(
+            buckets[0].inner.clone(),
+            outages.region(layout.primary()),
+            copier,
+            region_cursor(&layout, "blobs", region)?,
+            stop_rx.clone(),
+        )));
+    }
+    // Self-healing: the activation check on the change feed, the sweep and temp cleanup,
+    // through one copier that knows every replica.
     let replicas: Vec<(String, Arc<dyn BlobStore>)> = layout
         .regions
         .iter()
@@ -128,28 +232,21 @@ pub async fn up(o: UpOptions) -> Result<()> {
         .skip(1)
         .map(|(r, b)| (r.clone(), Arc::new(b.clone()) as Arc<dyn BlobStore>))
         .collect();
-    let copier = Arc::new(
+    let healer = Arc::new(
         Copier::new(primary_bucket.clone(), replicas, Default::default())
             .with_metrics(Metrics::discard())
             .with_source_region(layout.primary())
-            .with_meta(Arc::new(store.clone())),
+            .with_meta(Arc::new(tables[0].clone())),
     );
-    tasks.push(tokio::spawn(feeds::copy_assets(
-        buckets[0].clone(),
-        copier.clone(),
-        layout.cursor_path("blobs"),
-        stop_rx.clone(),
-    )));
-    // Self-healing: the activation check on the change feed, the sweep and temp cleanup.
     tasks.push(tokio::spawn(super::heal::check_activations(
-        store.clone(),
-        copier.clone(),
+        tables[0].inner.clone(),
+        healer.clone(),
         layout.cursor_path("activations"),
         stop_rx.clone(),
     )));
     tasks.push(tokio::spawn(super::heal::upkeep(
-        buckets.clone(),
-        copier,
+        buckets.iter().map(|b| b.inner.clone()).collect(),
+        healer,
         stop_rx.clone(),
     )));
 

@@ -23,3 +23,5 @@ pub fn example_site(tmp: &Path) -> PathBuf {
     copy_dir(&skyhost_testkit::repo_path("examples/site"), &dir);
     dir
 }
+
+pub mod local;

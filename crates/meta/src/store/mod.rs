@@ -6,6 +6,7 @@
 //! the same way and the contract suite proves it.
 
 pub mod dynamodb;
+pub mod generation;
 pub mod item;
 pub mod sqlite;
 pub mod stream;
@@ -59,6 +60,13 @@ pub enum StoreError {
     /// The backend failed (network, throttling, disk).
     #[error("metadata store unavailable: {0}")]
     Backend(String),
+}
+
+/// The generation item stayed contended through every retry of a site write.
+fn busy() -> StoreError {
+    StoreError::Backend(
+        "too many site changes at once (the generation item stayed contended); retry".into(),
+    )
 }
 
 /// A condition on the item a write replaces.
@@ -200,12 +208,14 @@ pub trait MetaStore: Send + Sync {
                 condition: Condition::SiteIs(new.id.clone()),
             });
         }
-        match self.write(writes).await {
+        let gen_index = writes.len();
+        match self.write_bumping(writes, &new.id, new.revision).await {
             Ok(()) => Ok(()),
             Err(WriteError::ConditionFailed(0)) => Err(StoreError::Conflict {
                 site: new.id.clone(),
                 expected,
             }),
+            Err(WriteError::ConditionFailed(i)) if i == gen_index => Err(busy()),
             Err(WriteError::ConditionFailed(i)) if i <= added.len() => {
                 let domain = added[i - 1].clone();
                 let owner = self
@@ -239,13 +249,57 @@ pub trait MetaStore: Send + Sync {
                 condition: Condition::SiteIs(site.id.clone()),
             });
         }
-        match self.write(writes).await {
+        let gen_index = writes.len();
+        match self.write_bumping(writes, &site.id, site.revision).await {
             Ok(()) => Ok(()),
+            Err(WriteError::ConditionFailed(i)) if i == gen_index => Err(busy()),
             Err(WriteError::ConditionFailed(_)) => Err(StoreError::Conflict {
                 site: site.id.clone(),
                 expected: site.revision,
             }),
             Err(WriteError::Store(e)) => Err(e),
+        }
+    }
+
+    /// The sites' generation item ([`generation`]): what changed lately.
+    async fn generation(&self) -> Result<generation::Generation, StoreError> {
+        generation::from_item(self.get_item(&generation::key()).await?)
+    }
+
+    /// Applies `writes` (a change of `site` to `revision`) together with the bump of the
+    /// generation item, in one atomic write. A concurrent change of another site that
+    /// bumped the generation first is retried a few times; the generation's condition is
+    /// the last write of the batch.
+    async fn write_bumping(
+        &self,
+        writes: Vec<Write>,
+        site: &SiteId,
+        revision: u64,
+    ) -> Result<(), WriteError> {
+        let gen_index = writes.len();
+        let mut attempt: u32 = 0;
+        loop {
+            let current = self.get_item(&generation::key()).await?;
+            let condition = match &current {
+                Some(_) => Condition::RevisionIs(generation::from_item(current.clone())?.number),
+                None => Condition::NotExists,
+            };
+            let next = generation::from_item(current)?.bumped(site, revision);
+            let mut batch = writes.clone();
+            batch.push(Write {
+                key: generation::key(),
+                item: Some(generation::to_item(&next)),
+                condition,
+            });
+            match self.write(batch).await {
+                Err(WriteError::ConditionFailed(i)) if i == gen_index && attempt < 8 => {
+                    attempt += 1;
+                    // Another site's change took this generation: read it again.
+                    let pause = 5 * u64::from(attempt) + rand::random::<u64>() % 10;
+                    tokio::time::sleep(std::time::Duration::from_millis(pause)).await;
+                }
+                other => return other,
+            }
         }
     }
 
