@@ -433,7 +433,11 @@ impl Origin {
         }
         // Before anything reads a header: forwarded ones only from the verified front.
         let admitted = self.gate.admit(&mut parts.headers, parts.uri.path()).await;
-        self.converge.check(started, &self.resolver).await;
+        // Site requests look for missed site changes; the reserved endpoints stay off the
+        // table (a health probe checks the region, notify carries its own record).
+        if !parts.uri.path().starts_with("/_skyhost/") {
+            self.converge.check(started, &self.resolver).await;
+        }
         let client = self.client_address(&parts.headers, client_ip);
         let mut log = Log {
             enabled: tracing::enabled!(target: "skyhost_origin::request", tracing::Level::INFO),

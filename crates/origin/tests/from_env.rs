@@ -121,7 +121,7 @@ async fn origin_from_the_environment() {
     // Notifications verify against every value of the notify secret.
     let site = skyhost_meta::SiteId::parse(&site).unwrap();
     for secret in ["older", "newest"] {
-        let record = table.site(&site).await.unwrap().unwrap();
+        let record = replica.site(&site).await.unwrap().unwrap();
         let (body, sig) = signed_notification(
             secret.as_bytes(),
             &site,
