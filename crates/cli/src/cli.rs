@@ -55,6 +55,10 @@ pub enum Command {
         /// No progress output.
         #[arg(long)]
         quiet: bool,
+        /// Publish dotfiles and dot-folders too (`.env`, `.npmrc`, `.aws/`…); without it
+        /// only the root's `.well-known/` is.
+        #[arg(long)]
+        include_hidden: bool,
     },
     /// Activate an earlier deployment (the previous one unless --to names one).
     Rollback {
@@ -272,6 +276,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             wait_timeout,
             json,
             quiet,
+            include_hidden,
         } => {
             let b = writer_backend(&cli).await?;
             let report = deploy(
@@ -285,6 +290,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                     wait_replicas: *wait_replicas,
                     wait_timeout: Duration::from_secs(*wait_timeout),
                     quiet: *quiet || *json,
+                    include_hidden: *include_hidden,
                 },
             )
             .await
@@ -301,6 +307,9 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                     report.uploaded,
                     report.bytes_uploaded
                 );
+                if !report.hidden_skipped.is_empty() {
+                    println!("  {}", hidden_note(&report.hidden_skipped));
+                }
                 match &report.site {
                     Some(s) if s.active.as_ref() == Some(&report.deployment) => {
                         println!("  active (revision {})", s.revision)
@@ -489,6 +498,20 @@ async fn run(cli: Cli) -> Result<ExitCode> {
 
 /// Where to see a site: `*.localhost` names resolve to this machine, so local mode can give
 /// a URL a browser opens as it is; other domains need their `Host` header.
+/// The line that says which hidden entries a deploy left out.
+fn hidden_note(hidden: &[String]) -> String {
+    const SHOWN: usize = 5;
+    let mut names = hidden[..hidden.len().min(SHOWN)].join(", ");
+    if hidden.len() > SHOWN {
+        names.push_str(", …");
+    }
+    format!(
+        "{} hidden entr{} not published ({names}); --include-hidden publishes them",
+        hidden.len(),
+        if hidden.len() == 1 { "y" } else { "ies" }
+    )
+}
+
 fn visit_hint(url: &str, domains: &[Domain]) -> String {
     let local = domains
         .iter()

@@ -38,6 +38,7 @@ fn opts(dir: &Path) -> DeployOptions {
         wait_replicas: false,
         wait_timeout: Duration::from_secs(1),
         quiet: true,
+        include_hidden: false,
     }
 }
 
@@ -191,4 +192,30 @@ async fn verify_repair_then_wait_replicas_and_rollback() {
         .unwrap_err()
         .to_string();
     assert!(err.contains("no deployment older"), "{err}");
+}
+
+// Hostile folders on S3, whose reuse check (S3's checksum or the verified `sha256`
+// metadata) differs from the folder bucket's (hashing the object).
+
+#[tokio::test]
+async fn s3_reuses_a_blob_by_its_hash_never_by_size() {
+    let b = backend().await;
+    let tmp = tempfile::tempdir().unwrap();
+    common::hostile::reuse_by_hash_not_size(&b, tmp.path()).await;
+}
+
+#[tokio::test]
+async fn s3_same_size_edit_mid_deploy_stores_what_was_hashed() {
+    let b = backend().await;
+    let tmp = tempfile::tempdir().unwrap();
+    common::hostile::same_size_edit_mid_deploy(&b, tmp.path()).await;
+}
+
+#[tokio::test]
+async fn s3_dotfiles_and_special_files() {
+    let b = backend().await;
+    let tmp = tempfile::tempdir().unwrap();
+    common::hostile::dotfiles(&b, tmp.path()).await;
+    common::hostile::special_files(&b, tmp.path()).await;
+    common::hostile::links_out(&b, tmp.path()).await;
 }

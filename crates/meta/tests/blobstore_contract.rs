@@ -54,8 +54,9 @@ pub async fn missing_keys(store: &dyn BlobStore) {
 
 pub async fn put_get_range_list(store: &dyn BlobStore) {
     let body = Bytes::from_static(b"hello, skyhost");
+    let hash = hex::encode(Sha256::digest(&body));
     store
-        .put_bytes("sites/a/blobs/one", body.clone(), Some("abc"))
+        .put_bytes("sites/a/blobs/one", body.clone(), Some(&hash))
         .await
         .unwrap();
     store
@@ -141,6 +142,36 @@ pub async fn short_body_leaves_nothing(store: &dyn BlobStore) {
     assert_eq!(store.head("sites/a/blobs/short").await.unwrap(), None);
 }
 
+/// A body that does not hash to the claimed SHA-256 is never stored, and `holds` answers
+/// by content: a same-size object under the key with other bytes is not the blob.
+pub async fn claimed_hash_is_verified(store: &dyn BlobStore) {
+    let good = Bytes::from_static(b"the real content");
+    let bad = Bytes::from_static(b"the fake content");
+    let hash = hex::encode(Sha256::digest(&good));
+    let key = format!("sites/v/blobs/{hash}");
+    let err = store
+        .put_bytes(&key, bad.clone(), Some(&hash))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, BlobError::ChecksumMismatch { .. }), "{err}");
+    assert_eq!(store.head(&key).await.unwrap(), None);
+    assert!(!store.holds(&key, &hash).await.unwrap(), "missing");
+    // Planted without a claim: same size, other bytes.
+    store.put_bytes(&key, bad, None).await.unwrap();
+    assert!(!store.holds(&key, &hash).await.unwrap(), "planted");
+    store.put_bytes(&key, good, Some(&hash)).await.unwrap();
+    assert!(store.holds(&key, &hash).await.unwrap(), "verified");
+    assert!(!store.holds(&key, &"0".repeat(64)).await.unwrap());
+    // A large body streamed in parts: a mismatch is found at its end, nothing appears.
+    let (body, _) = generated(9 * MIB + 5, 1);
+    let err = store
+        .put("sites/v/blobs/big", body, Some(&hash))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, BlobError::ChecksumMismatch { .. }), "{err}");
+    assert_eq!(store.head("sites/v/blobs/big").await.unwrap(), None);
+}
+
 pub async fn copy_between_stores(store: &dyn BlobStore) {
     let dir = tempfile::tempdir().unwrap();
     let other = FsBlobStore::open(dir.path(), "other", "eu-central-1").unwrap();
@@ -200,6 +231,11 @@ macro_rules! contract {
             async fn short_body_leaves_nothing() {
                 let (s, _g) = $make.await;
                 super::short_body_leaves_nothing(&s).await;
+            }
+            #[tokio::test]
+            async fn claimed_hash_is_verified() {
+                let (s, _g) = $make.await;
+                super::claimed_hash_is_verified(&s).await;
             }
             #[tokio::test]
             async fn copy_between_stores() {

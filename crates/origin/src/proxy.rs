@@ -9,6 +9,12 @@
 //! `Location` is checked the same way. Hop-by-hop headers are stripped both ways and
 //! `X-Forwarded-For/-Host/-Proto` added. Bodies stream both ways; a response past the
 //! site's size cap is cut off with an error.
+//!
+//! The visitor's `Cookie` and `Authorization` are the site's, not the upstream's: they
+//! reach only the hosts the site names in `[proxy] forward_credentials`. Every forwarded
+//! request carries `X-Skyhost-Hops`, one more than it arrived with; a request that arrives
+//! with [`MAX_PROXY_HOPS`] is refused with 508, so a proxy rule pointing back at skyhost
+//! (directly or through other sites) stops instead of looping.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -33,6 +39,14 @@ pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Default time allowed for a whole proxied exchange, body included.
 pub const DEFAULT_TOTAL_TIMEOUT: Duration = Duration::from_secs(26);
+
+/// The hop header: how many proxy rules a request has passed through.
+pub const HOPS_HEADER: HeaderName = HeaderName::from_static("x-skyhost-hops");
+
+/// A request that has already passed through this many proxy rules is not forwarded again
+/// (508 Loop Detected). A few legitimate hops fit (site A proxying to site B on skyhost);
+/// a loop stops after this many round trips.
+pub const MAX_PROXY_HOPS: u32 = 5;
 
 /// Pinned clients kept for connection reuse.
 const MAX_CACHED_CLIENTS: usize = 64;
@@ -147,6 +161,14 @@ pub enum ProxyError {
     /// The request could not be built (e.g. an HTTP client could not be created).
     #[error("could not forward the request: {0}")]
     Request(String),
+    /// The request has already passed through [`MAX_PROXY_HOPS`] proxy rules, or its
+    /// `X-Skyhost-Hops` is not a single number: most likely a proxy rule pointing back
+    /// at skyhost.
+    #[error("proxy loop: the request arrived with X-Skyhost-Hops {hops:?} (the limit is {MAX_PROXY_HOPS}); check for a proxy rule that points back at skyhost")]
+    LoopDetected {
+        /// The header's value(s) as received.
+        hops: String,
+    },
 }
 
 fn forbidden_message(host: &str, addr: &IpAddr, allowlisted: bool) -> String {
@@ -162,10 +184,12 @@ fn forbidden_message(host: &str, addr: &IpAddr, allowlisted: bool) -> String {
 }
 
 impl ProxyError {
-    /// The status to answer the visitor with: 504 for timeouts, 502 otherwise.
+    /// The status to answer the visitor with: 504 for timeouts, 508 for a loop, 502
+    /// otherwise.
     pub fn status(&self) -> StatusCode {
         match self {
             ProxyError::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
+            ProxyError::LoopDetected { .. } => StatusCode::LOOP_DETECTED,
             _ => StatusCode::BAD_GATEWAY,
         }
     }
@@ -301,6 +325,38 @@ fn end_to_end(headers: &HeaderMap) -> HeaderMap {
     out
 }
 
+/// The `X-Skyhost-Hops` to send upstream: one more than the request arrived with (none
+/// counts as 0). Refused when the request already made [`MAX_PROXY_HOPS`] hops, and when
+/// the header is repeated or not a number: a loop must not escape the count by mangling it.
+pub fn next_hops(headers: &HeaderMap) -> Result<u32, ProxyError> {
+    let values: Vec<&HeaderValue> = headers.get_all(&HOPS_HEADER).iter().collect();
+    let refuse = || ProxyError::LoopDetected {
+        hops: values
+            .iter()
+            .map(|v| {
+                String::from_utf8_lossy(v.as_bytes())
+                    .chars()
+                    .take(40)
+                    .collect::<String>()
+            })
+            .collect::<Vec<_>>()
+            .join(", "),
+    };
+    let hops = match values.as_slice() {
+        [] => 0,
+        [one] => one
+            .to_str()
+            .ok()
+            .and_then(|v| v.trim().parse::<u32>().ok())
+            .ok_or_else(refuse)?,
+        _ => return Err(refuse()),
+    };
+    if hops >= MAX_PROXY_HOPS {
+        return Err(refuse());
+    }
+    Ok(hops + 1)
+}
+
 const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
@@ -387,6 +443,8 @@ impl Proxy {
         B: Body<Data = Bytes> + Send + 'static,
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
+        // Before any lookup or connection: a loop costs one refused request per hop.
+        let hops = next_hops(req.headers())?;
         let url = Url::parse(target).map_err(|_| ProxyError::InvalidTarget(target.to_string()))?;
         if !matches!(url.scheme(), "http" | "https") {
             return Err(ProxyError::UnsupportedScheme(target.to_string()));
@@ -397,6 +455,13 @@ impl Proxy {
         let (parts, body) = req.into_parts();
         let mut headers = end_to_end(&parts.headers);
         headers.remove(header::HOST);
+        if !host_in_allowlist(&checked.host, &policy.forward_credentials) {
+            // The visitor's session and credentials belong to the site, not to a
+            // third-party upstream the site did not name.
+            headers.remove(header::COOKIE);
+            headers.remove(header::AUTHORIZATION);
+        }
+        headers.insert(HOPS_HEADER, HeaderValue::from(hops));
         let original_host = parts.headers.get(header::HOST).cloned().or_else(|| {
             parts
                 .uri
@@ -662,6 +727,37 @@ mod tests {
         let mut names: Vec<&str> = out.keys().map(HeaderName::as_str).collect();
         names.sort();
         assert_eq!(names, vec!["accept", "cookie", "x-kept"]);
+    }
+
+    #[test]
+    fn hop_count_table() {
+        let max = MAX_PROXY_HOPS.to_string();
+        let below = (MAX_PROXY_HOPS - 1).to_string();
+        let cases: &[(&[&str], Option<u32>)] = &[
+            (&[], Some(1)),
+            (&["0"], Some(1)),
+            (&[" 2 "], Some(3)),
+            (&[below.as_str()], Some(MAX_PROXY_HOPS)),
+            (&[max.as_str()], None),
+            (&["4294967295"], None),
+            (&["4294967296"], None),
+            (&["-1"], None),
+            (&["two"], None),
+            (&[""], None),
+            (&["1, 2"], None),
+            (&["1", "1"], None),
+        ];
+        for (values, want) in cases {
+            let mut h = HeaderMap::new();
+            for v in *values {
+                h.append(HOPS_HEADER, HeaderValue::from_str(v).unwrap());
+            }
+            let got = next_hops(&h);
+            assert_eq!(got.as_ref().ok().copied(), *want, "{values:?}");
+            if let Err(e) = got {
+                assert_eq!(e.status(), StatusCode::LOOP_DETECTED, "{values:?}");
+            }
+        }
     }
 
     #[test]

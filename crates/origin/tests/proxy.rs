@@ -558,3 +558,96 @@ async fn clients_are_reused_across_requests() {
         "one pinned client, one kept-alive connection"
     );
 }
+
+/// `GET /echo` through `proxy` to the loopback upstream with the visitor's `headers`.
+async fn echo_with(
+    up: &Upstream,
+    policy: &ProxyPolicy,
+    headers: &[(&str, &str)],
+) -> Result<String, ProxyError> {
+    let mut req = Request::builder()
+        .uri("/echo")
+        .header("host", "site.example");
+    for (name, value) in headers {
+        req = req.header(*name, *value);
+    }
+    let response = honoring()
+        .forward(
+            req.body(Empty::<Bytes>::new()).unwrap(),
+            &up.url("/echo"),
+            policy,
+            &visitor(),
+        )
+        .await?;
+    body_text(response).await
+}
+
+#[tokio::test]
+async fn cookie_and_authorization_reach_only_upstreams_the_site_names() {
+    let up = start_upstream().await;
+    let credentials = [
+        ("cookie", "session=visitor-secret"),
+        ("authorization", "Bearer visitor-token"),
+        ("x-kept", "yes"),
+    ];
+    // Not named in forward_credentials: neither header leaves the origin.
+    let text = echo_with(&up, &allow(&["127.0.0.1"]), &credentials)
+        .await
+        .unwrap();
+    assert!(text.contains("x-kept: yes\n"), "{text}");
+    assert!(!text.contains("visitor-secret"), "cookie forwarded: {text}");
+    assert!(
+        !text.contains("visitor-token"),
+        "authorization forwarded: {text}"
+    );
+    // Another host named: still not this one.
+    let other = ProxyPolicy {
+        forward_credentials: vec!["api.example.com".into()],
+        ..allow(&["127.0.0.1"])
+    };
+    let text = echo_with(&up, &other, &credentials).await.unwrap();
+    assert!(!text.contains("visitor-secret"), "{text}");
+    assert!(!text.contains("visitor-token"), "{text}");
+    // Named: both pass, unchanged.
+    let opted_in = ProxyPolicy {
+        forward_credentials: vec!["127.0.0.1".into()],
+        ..allow(&["127.0.0.1"])
+    };
+    let text = echo_with(&up, &opted_in, &credentials).await.unwrap();
+    assert!(text.contains("cookie: session=visitor-secret\n"), "{text}");
+    assert!(
+        text.contains("authorization: Bearer visitor-token\n"),
+        "{text}"
+    );
+    assert_eq!(up.hits(), 3);
+}
+
+#[tokio::test]
+async fn hop_header_counts_up_and_stops_at_the_maximum() {
+    use skyhost_origin::proxy::MAX_PROXY_HOPS;
+    let up = start_upstream().await;
+    let policy = allow(&["127.0.0.1"]);
+    // A visitor's first hop is counted from nothing.
+    let text = echo_with(&up, &policy, &[]).await.unwrap();
+    assert!(text.contains("x-skyhost-hops: 1\n"), "{text}");
+    // One below the maximum: forwarded, carrying the maximum.
+    let below = (MAX_PROXY_HOPS - 1).to_string();
+    let text = echo_with(&up, &policy, &[("x-skyhost-hops", &below)])
+        .await
+        .unwrap();
+    assert!(
+        text.contains(&format!("x-skyhost-hops: {MAX_PROXY_HOPS}\n")),
+        "{text}"
+    );
+    assert_eq!(up.hits(), 2);
+    // At the maximum, or unreadable: 508 before any connection.
+    let at_max = MAX_PROXY_HOPS.to_string();
+    for hops in [at_max.as_str(), "999999", "x"] {
+        let err = echo_with(&up, &policy, &[("x-skyhost-hops", hops)])
+            .await
+            .unwrap_err();
+        assert!(matches!(err, ProxyError::LoopDetected { .. }), "{err}");
+        assert_eq!(err.status(), StatusCode::LOOP_DETECTED, "{hops}");
+    }
+    assert_eq!(up.hits(), 2, "a refused hop never reaches the upstream");
+}

@@ -1,7 +1,8 @@
 //! Proxy rules (200 to an absolute URL) through the origin: the upstream's answer streams
 //! back with the origin's headers; `_headers` apply only when `[proxy] apply_headers` says
-//! so; the site's own basic-auth credentials are not forwarded; a refused upstream is the
-//! site's 5xx page with 502.
+//! so; the site's own basic-auth credentials are not forwarded; the visitor's cookies only
+//! to upstreams the site names; a refused upstream is the site's 5xx page with 502; a
+//! proxy rule pointing back at the origin stops with 508.
 
 mod common;
 
@@ -148,5 +149,94 @@ async fn proxied_requests() {
     let g = call(&strict, Method::GET, "px.test", "/api/x", &[]).await;
     assert_eq!(g.status, StatusCode::BAD_GATEWAY);
     assert_eq!(g.text(), "<h1>upstream trouble</h1>");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn cookies_reach_only_named_upstreams_through_the_origin() {
+    let up = upstream().await;
+    let env = Embedded::new("us-west-2");
+    let site = |name: &'static str, host: &'static str, toml: String| {
+        let redirects = format!("/api/*  http://{up}/v1/:splat  200\n");
+        let env = &env;
+        async move {
+            deploy(
+                env.meta.as_ref(),
+                env.local.as_ref(),
+                name,
+                &[host],
+                &[file("/index.html", "home", "text/html")],
+                rules(Some(&redirects), None, Some(&toml)),
+            )
+            .await;
+        }
+    };
+    site(
+        "ck",
+        "ck.test",
+        "[proxy]\nallowlist = [\"127.0.0.1\"]\n".to_string(),
+    )
+    .await;
+    site(
+        "cko",
+        "cko.test",
+        "[proxy]\nallowlist = [\"127.0.0.1\"]\nforward_credentials = [\"127.0.0.1\"]\n".to_string(),
+    )
+    .await;
+    let mut c = config();
+    c.proxy.honor_allowlist = true;
+    let origin = env.origin(c);
+    let visitor = [
+        ("cookie", "sid=visitor-cookie"),
+        ("authorization", "Bearer visitor-token"),
+    ];
+    let g = call(&origin, Method::GET, "ck.test", "/api/x", &visitor).await;
+    assert_eq!(g.status, StatusCode::OK, "{}", g.text());
+    assert!(!g.text().contains("visitor-cookie"), "{}", g.text());
+    assert!(!g.text().contains("visitor-token"), "{}", g.text());
+    let g = call(&origin, Method::GET, "cko.test", "/api/x", &visitor).await;
+    assert_eq!(g.status, StatusCode::OK, "{}", g.text());
+    assert!(
+        g.text().contains("cookie: sid=visitor-cookie"),
+        "{}",
+        g.text()
+    );
+    assert!(
+        g.text().contains("authorization: Bearer visitor-token"),
+        "{}",
+        g.text()
+    );
+}
+
+#[tokio::test]
+async fn a_proxy_rule_pointing_back_at_the_origin_stops_with_508() {
+    let env = Embedded::new("us-west-2");
+    let mut c = config();
+    c.proxy.honor_allowlist = true;
+    let origin = env.origin(c);
+    let server = start(origin.clone()).await;
+    let port = server.base.rsplit(':').next().unwrap().to_string();
+    // The site is `localhost`; its rule proxies to itself through the listener.
+    let redirects = format!("/loop/*  http://localhost:{port}/loop/:splat  200\n");
+    deploy(
+        env.meta.as_ref(),
+        env.local.as_ref(),
+        "lp",
+        &["localhost"],
+        &[file("/index.html", "home", "text/html")],
+        rules(
+            Some(&redirects),
+            None,
+            Some("[proxy]\nallowlist = [\"localhost\"]\n"),
+        ),
+    )
+    .await;
+    let g = tokio::time::timeout(
+        std::time::Duration::from_secs(20),
+        get(&client(), &server.base, "localhost", "/loop/x"),
+    )
+    .await
+    .expect("the loop stops");
+    assert_eq!(g.status, StatusCode::LOOP_DETECTED, "{}", g.text());
     server.stop().await;
 }

@@ -33,6 +33,8 @@
 //!                                        # resolve to private addresses
 //! apply_headers = false
 //! max_response_bytes = 10485760
+//! forward_credentials = ["api.example.com"]  # upstreams that receive the visitor's
+//!                                            # Cookie and Authorization headers
 //! ```
 
 use std::collections::BTreeMap;
@@ -47,7 +49,7 @@ use crate::pattern::PathPattern;
 use crate::redirects::{
     build_rule, parse_countries, parse_languages, RedirectRule, RuleSpec, DEFAULT_STATUS,
 };
-use crate::ssrf::normalize_allowlist_entry;
+use crate::ssrf::{normalize_allowlist_entry, normalize_host_entry};
 use crate::{lines, Limits, Settings, TrailingSlash};
 
 /// Default cap on a proxied response body.
@@ -67,6 +69,9 @@ pub struct ProxyPolicy {
     pub apply_headers: bool,
     /// Proxied response bodies past this many bytes are cut off with an error.
     pub max_response_bytes: u64,
+    /// Upstream hosts (normalized) that receive the visitor's `Cookie` and
+    /// `Authorization` headers; every other upstream gets neither.
+    pub forward_credentials: Vec<String>,
 }
 
 impl Default for ProxyPolicy {
@@ -75,6 +80,7 @@ impl Default for ProxyPolicy {
             allowlist: Vec::new(),
             apply_headers: false,
             max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,
+            forward_credentials: Vec::new(),
         }
     }
 }
@@ -163,6 +169,8 @@ struct ProxyToml {
     allowlist: Vec<Spanned<String>>,
     apply_headers: Option<bool>,
     max_response_bytes: Option<Spanned<u64>>,
+    #[serde(default)]
+    forward_credentials: Vec<Spanned<String>>,
 }
 
 /// 1-based line of a byte offset.
@@ -433,6 +441,17 @@ pub(crate) fn parse_into(text: &str, limits: &Limits, errors: &mut ErrorSink) ->
                 Ok(host) => {
                     if !config.proxy.allowlist.contains(&host) {
                         config.proxy.allowlist.push(host);
+                    }
+                }
+                Err(reason) => errors.at(CONFIG_FILE, line, reason),
+            }
+        }
+        for entry in &proxy.forward_credentials {
+            let line = at(entry.span());
+            match normalize_host_entry("forward_credentials", entry.get_ref()) {
+                Ok(host) => {
+                    if !config.proxy.forward_credentials.contains(&host) {
+                        config.proxy.forward_credentials.push(host);
                     }
                 }
                 Err(reason) => errors.at(CONFIG_FILE, line, reason),

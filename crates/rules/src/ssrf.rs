@@ -99,14 +99,20 @@ pub fn normalize_host(host: &str) -> String {
 /// Checks and normalizes an allowlist entry from `skyhost.toml`: a host name or an IP
 /// address, without port, scheme or wildcard.
 pub fn normalize_allowlist_entry(entry: &str) -> Result<String, String> {
+    normalize_host_entry("allowlist", entry)
+}
+
+/// Checks and normalizes an entry of the `[proxy]` host list `key` (`allowlist`,
+/// `forward_credentials`): a host name or an IP address, without port, scheme or wildcard.
+pub fn normalize_host_entry(key: &str, entry: &str) -> Result<String, String> {
     if entry.contains("://") {
         return Err(format!(
-            "allowlist entry '{entry}' must be a host name or IP address, not a URL"
+            "{key} entry '{entry}' must be a host name or IP address, not a URL"
         ));
     }
     if entry.contains('*') {
         return Err(format!(
-            "allowlist entry '{entry}': wildcards are not supported; list each host"
+            "{key} entry '{entry}': wildcards are not supported; list each host"
         ));
     }
     let normalized = normalize_host(entry);
@@ -114,11 +120,11 @@ pub fn normalize_allowlist_entry(entry: &str) -> Result<String, String> {
         return Ok(normalized);
     }
     if normalized.contains(':') {
-        return Err(format!("allowlist entry '{entry}' must not include a port"));
+        return Err(format!("{key} entry '{entry}' must not include a port"));
     }
     if !is_dns_name(&normalized) {
         return Err(format!(
-            "allowlist entry '{entry}' is not a valid host name or IP address"
+            "{key} entry '{entry}' is not a valid host name or IP address"
         ));
     }
     Ok(normalized)

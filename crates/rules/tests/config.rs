@@ -59,7 +59,7 @@ fn no_files_at_all_gives_defaults() {
 #[test]
 fn proxy_table() {
     let rules = parse_config(
-        "[proxy]\nallowlist = [\"127.0.0.1\", \"API.Internal.\", \"[::1]\", \"127.0.0.1\"]\napply_headers = true\nmax_response_bytes = 2048\n",
+        "[proxy]\nallowlist = [\"127.0.0.1\", \"API.Internal.\", \"[::1]\", \"127.0.0.1\"]\napply_headers = true\nmax_response_bytes = 2048\nforward_credentials = [\"API.example.com.\", \"api.example.com\", \"10.0.0.7\"]\n",
     );
     assert_eq!(
         rules.proxy,
@@ -67,12 +67,14 @@ fn proxy_table() {
             allowlist: vec!["127.0.0.1".into(), "api.internal".into(), "::1".into()],
             apply_headers: true,
             max_response_bytes: 2048,
+            forward_credentials: vec!["api.example.com".into(), "10.0.0.7".into()],
         }
     );
     let defaults = parse_config("[proxy]\n");
     assert_eq!(defaults.proxy, ProxyPolicy::default());
     assert_eq!(defaults.proxy.max_response_bytes, 10 * 1024 * 1024);
     assert!(!defaults.proxy.apply_headers);
+    assert!(defaults.proxy.forward_credentials.is_empty());
 }
 
 #[test]

@@ -223,7 +223,7 @@ fn config_file_errors() {
         ),
         (
             "[proxy]\nallowlist = []\ntimeout = 5\n",
-            "skyhost.toml:3: unknown field `timeout`, expected one of `allowlist`, `apply_headers`, `max_response_bytes`",
+            "skyhost.toml:3: unknown field `timeout`, expected one of `allowlist`, `apply_headers`, `max_response_bytes`, `forward_credentials`",
         ),
         (
             "[auth]\n[[auth.rules]]\npath = \"/p/*\"\nusers = [\"a:b\"]\npassword = \"x\"\n",
@@ -245,6 +245,18 @@ fn config_file_errors() {
         (
             "[proxy]\nallowlist = [\n  \"ok.example.com\",\n  \"*.example.com\",\n]\n",
             "skyhost.toml:4: allowlist entry '*.example.com': wildcards are not supported; list each host",
+        ),
+        (
+            "[proxy]\nforward_credentials = [\n  \"api.example.com\",\n  \"https://api.example.com/\",\n]\n",
+            "skyhost.toml:4: forward_credentials entry 'https://api.example.com/' must be a host name or IP address, not a URL",
+        ),
+        (
+            "[proxy]\nforward_credentials = [\"api.example.com:8443\"]\n",
+            "skyhost.toml:2: forward_credentials entry 'api.example.com:8443' must not include a port",
+        ),
+        (
+            "[proxy]\nforward_credentials = \"api.example.com\"\n",
+            "skyhost.toml:2: invalid type: string \"api.example.com\", expected a sequence",
         ),
         (
             "[proxy]\nmax_response_bytes = 0\n",

@@ -1,6 +1,8 @@
 //! Shared by the CLI's integration tests.
 #![allow(dead_code)]
 
+pub mod hostile;
+
 use std::path::{Path, PathBuf};
 
 /// Copies a folder tree.

@@ -8,7 +8,10 @@
 //! after its process and removed by [`FsBlobStore::remove_stale_temp`].
 
 use super::event::{self, Created};
-use super::{check_key, exact_size, BlobBody, BlobError, BlobStore, ObjectInfo, ObjectMeta};
+use super::{
+    check_key, exact_size, sha256_of, verify_sha256, BlobBody, BlobError, BlobStore, ObjectInfo,
+    ObjectMeta,
+};
 use async_trait::async_trait;
 use aws_lambda_events::event::s3::S3EventRecord;
 use futures::StreamExt;
@@ -308,10 +311,14 @@ impl BlobStore for FsBlobStore {
         Ok(Some(BlobBody { size, stream }))
     }
 
-    async fn put(&self, key: &str, body: BlobBody, _sha256: Option<&str>) -> Result<(), BlobError> {
+    async fn put(&self, key: &str, body: BlobBody, sha256: Option<&str>) -> Result<(), BlobError> {
         let dest = self.path(key)?;
         let tmp = self.root.join("tmp").join(temp_name(std::process::id()));
         let mut stream = exact_size(key.to_owned(), body.size, body.stream);
+        if let Some(want) = sha256 {
+            // Checked before the rename: a mismatching body never appears under the key.
+            stream = verify_sha256(key.to_owned(), want.to_owned(), stream);
+        }
         let result: Result<(), BlobError> = async {
             let mut f = tokio::fs::File::create(&tmp)
                 .await
@@ -335,6 +342,21 @@ impl BlobStore for FsBlobStore {
             let _ = tokio::fs::remove_file(&tmp).await;
         }
         result
+    }
+
+    /// The folder keeps no hash beside an object: it hashes the object's bytes, so a
+    /// same-size object with other content is never taken for the blob.
+    async fn holds(&self, key: &str, sha256: &str) -> Result<bool, BlobError> {
+        let path = self.path(key)?;
+        let got = tokio::task::spawn_blocking(move || match std::fs::File::open(&path) {
+            Ok(f) => sha256_of(f).map(Some),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        })
+        .await
+        .map_err(|e| self.io(e))?
+        .map_err(|e| self.io(e))?;
+        Ok(got.is_some_and(|h| h.eq_ignore_ascii_case(sha256)))
     }
 
     async fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>, BlobError> {

@@ -24,6 +24,16 @@ pub enum BlobError {
         /// Bytes announced.
         want: u64,
     },
+    /// The body's SHA-256 is not the one the writer claimed: nothing was stored.
+    #[error("object {key}: the body's SHA-256 is {got}, not the claimed {want}; nothing was stored (did the file change while it was read?)")]
+    ChecksumMismatch {
+        /// The key.
+        key: String,
+        /// The claimed SHA-256 (hex).
+        want: String,
+        /// The body's SHA-256 (hex).
+        got: String,
+    },
     /// The backend failed (network, permissions, disk).
     #[error("bucket {bucket}: {message}")]
     Backend {
@@ -101,9 +111,22 @@ pub trait BlobStore: Send + Sync {
         range: Option<std::ops::Range<u64>>,
     ) -> Result<Option<BlobBody>, BlobError>;
     /// Stores an object atomically: readers see the old state or the whole new object.
+    /// With `sha256` (hex), the body is hashed as it passes and the object appears only if
+    /// it matches ([`BlobError::ChecksumMismatch`] otherwise); the store then records it.
     async fn put(&self, key: &str, body: BlobBody, sha256: Option<&str>) -> Result<(), BlobError>;
     /// Objects whose key starts with `prefix`, sorted by key.
     async fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>, BlobError>;
+
+    /// Whether `key` holds a body whose SHA-256 is `sha256` (hex), as the store recorded or
+    /// can check it; `false` when the object is missing or carries no verified hash. Reuse
+    /// of a content-addressed blob is decided by this, never by its size.
+    async fn holds(&self, key: &str, sha256: &str) -> Result<bool, BlobError> {
+        Ok(self
+            .head(key)
+            .await?
+            .and_then(|m| m.sha256)
+            .is_some_and(|h| h.eq_ignore_ascii_case(sha256)))
+    }
 
     /// Stores bytes already in memory.
     async fn put_bytes(&self, key: &str, b: Bytes, sha256: Option<&str>) -> Result<(), BlobError> {
@@ -154,6 +177,55 @@ pub fn check_key(key: &str) -> Result<(), BlobError> {
         Err(BlobError::BadKey(key.chars().take(200).collect()))
     } else {
         Ok(())
+    }
+}
+
+/// Wraps a stream so it ends with [`BlobError::ChecksumMismatch`] instead of ending when
+/// the bytes that passed do not hash to `want` (hex SHA-256): a writer that stores only
+/// bodies that end cleanly never stores a blob under another content's hash.
+pub fn verify_sha256(key: String, want: String, s: ByteStream) -> ByteStream {
+    use sha2::Digest;
+    futures::stream::unfold(
+        (s, sha2::Sha256::new(), false),
+        move |(mut s, mut h, finished)| {
+            let (key, want) = (key.clone(), want.clone());
+            async move {
+                if finished {
+                    return None;
+                }
+                match s.next().await {
+                    Some(Ok(c)) => {
+                        h.update(&c);
+                        Some((Ok(c), (s, h, false)))
+                    }
+                    Some(Err(e)) => Some((Err(e), (s, h, true))),
+                    None => {
+                        let got = hex::encode(h.finalize_reset());
+                        if got.eq_ignore_ascii_case(&want) {
+                            None
+                        } else {
+                            let e = BlobError::ChecksumMismatch { key, want, got };
+                            Some((Err(e), (s, h, true)))
+                        }
+                    }
+                }
+            }
+        },
+    )
+    .boxed()
+}
+
+/// SHA-256 (hex) of everything `r` yields.
+pub fn sha256_of(mut r: impl std::io::Read) -> std::io::Result<String> {
+    use sha2::Digest;
+    let mut h = sha2::Sha256::new();
+    let mut buf = vec![0u8; 256 * 1024];
+    loop {
+        let n = r.read(&mut buf)?;
+        if n == 0 {
+            return Ok(hex::encode(h.finalize()));
+        }
+        h.update(&buf[..n]);
     }
 }
 

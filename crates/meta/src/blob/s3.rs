@@ -1,6 +1,8 @@
 //! The S3 adapter of the blob store: streaming gets, multipart uploads above 8 MiB.
 
-use super::{check_key, exact_size, BlobBody, BlobError, BlobStore, ObjectInfo, ObjectMeta};
+use super::{
+    check_key, exact_size, verify_sha256, BlobBody, BlobError, BlobStore, ObjectInfo, ObjectMeta,
+};
 use crate::config::{ClientCell, SdkConfigCell};
 use async_trait::async_trait;
 use aws_sdk_s3::operation::head_object::HeadObjectOutput;
@@ -18,6 +20,12 @@ pub fn object_size(o: &HeadObjectOutput) -> u64 {
     o.content_length()
         .and_then(|n| u64::try_from(n).ok())
         .unwrap_or(0)
+}
+
+/// The `x-amz-checksum-sha256` value (base64) of a hex SHA-256; `None` when it is not one.
+fn checksum_header(hex_sha256: &str) -> Option<String> {
+    let digest = hex::decode(hex_sha256).ok().filter(|d| d.len() == 32)?;
+    Some(aws_smithy_types::base64::encode(digest))
 }
 
 /// A bucket in S3.
@@ -286,7 +294,13 @@ impl BlobStore for S3BlobStore {
 
     async fn put(&self, key: &str, body: BlobBody, sha256: Option<&str>) -> Result<(), BlobError> {
         check_key(key)?;
-        let stream = exact_size(key.to_owned(), body.size, body.stream);
+        let mut stream = exact_size(key.to_owned(), body.size, body.stream);
+        if let Some(want) = sha256 {
+            // The `sha256` metadata is written only for a body that hashed to it: a
+            // mismatch fails the single put before sending and aborts a multipart upload
+            // before it completes.
+            stream = verify_sha256(key.to_owned(), want.to_owned(), stream);
+        }
         if body.size > MULTIPART_PART as u64 {
             return self.put_multipart(key, stream, sha256).await;
         }
@@ -302,11 +316,45 @@ impl BlobStore for S3BlobStore {
             .bucket(&self.bucket)
             .key(key)
             .set_metadata(sha256.map(|h| [("sha256".to_owned(), h.to_owned())].into()))
+            // S3 checks the body against it on arrival and keeps it (HEAD, checksum mode).
+            .set_checksum_sha256(sha256.and_then(checksum_header))
             .body(S3Body::from(bytes))
             .send()
             .await
             .map_err(|e| self.err(e))?;
         Ok(())
+    }
+
+    /// S3's own full-object SHA-256 when it kept one, else the `sha256` metadata, which
+    /// [`BlobStore::put`] writes only for a body that hashed to it.
+    async fn holds(&self, key: &str, sha256: &str) -> Result<bool, BlobError> {
+        check_key(key)?;
+        let head = match self
+            .client()
+            .await
+            .head_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .checksum_mode(aws_sdk_s3::types::ChecksumMode::Enabled)
+            .send()
+            .await
+        {
+            Ok(o) => o,
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_not_found()) => return Ok(false),
+            Err(e) => return Err(self.err(e)),
+        };
+        // A multipart object's checksum is of its parts' checksums ("…-N"), not of the body.
+        let native = head
+            .checksum_sha256()
+            .filter(|c| !c.contains('-'))
+            .and_then(|c| aws_smithy_types::base64::decode(c).ok());
+        Ok(match native {
+            Some(digest) => hex::encode(digest).eq_ignore_ascii_case(sha256),
+            None => head
+                .metadata()
+                .and_then(|m| m.get("sha256"))
+                .is_some_and(|h| h.eq_ignore_ascii_case(sha256)),
+        })
     }
 
     async fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>, BlobError> {
