@@ -1387,3 +1387,111 @@ async fn ranges_and_conditionals() {
     run("ranges", &e, range_cases()).await;
     e.server.stop().await;
 }
+
+// ---------------------------------------------------------------------------------------
+// A flood of random hosts
+
+/// The embedded store, counting the items it is asked for.
+struct CountingStore {
+    inner: Arc<skyhost_meta::store::sqlite::SqliteStore>,
+    reads: std::sync::atomic::AtomicU64,
+}
+
+impl CountingStore {
+    fn reads(&self) -> u64 {
+        self.reads.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+#[async_trait::async_trait]
+impl skyhost_meta::store::MetaStore for CountingStore {
+    async fn get_item(
+        &self,
+        key: &skyhost_meta::store::item::Key,
+    ) -> Result<Option<skyhost_meta::store::item::Item>, skyhost_meta::store::StoreError> {
+        self.reads.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.inner.get_item(key).await
+    }
+
+    async fn query_items(
+        &self,
+        pk: &str,
+        sk_prefix: &str,
+    ) -> Result<Vec<skyhost_meta::store::item::Item>, skyhost_meta::store::StoreError> {
+        self.reads.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.inner.query_items(pk, sk_prefix).await
+    }
+
+    async fn scan_kind(
+        &self,
+        kind: &str,
+    ) -> Result<Vec<skyhost_meta::store::item::Item>, skyhost_meta::store::StoreError> {
+        self.reads.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.inner.scan_kind(kind).await
+    }
+
+    async fn write(
+        &self,
+        writes: Vec<skyhost_meta::store::Write>,
+    ) -> Result<(), skyhost_meta::store::WriteError> {
+        self.inner.write(writes).await
+    }
+}
+
+/// More distinct unknown hosts than the origin remembers, within one TTL: each costs at
+/// most one table read, and the known host is still known
+/// afterwards (served without reading the table).
+#[tokio::test]
+async fn a_flood_of_unknown_hosts_never_wipes_the_known_ones() {
+    let env = Embedded::new("us-west-2");
+    deploy(
+        env.meta.as_ref(),
+        env.local.as_ref(),
+        "hostile",
+        &[MAIN],
+        &[file("/index.html", HOME, "text/html")],
+        rules(None, None, None),
+    )
+    .await;
+    let store = Arc::new(CountingStore {
+        inner: env.meta.clone(),
+        reads: Default::default(),
+    });
+    let mut c = config();
+    c.unknown_host_ttl = std::time::Duration::from_secs(600);
+    let origin = Origin::new(
+        c,
+        store.clone(),
+        env.local.clone(),
+        None,
+        Arc::new(MemoryCache::new(CACHE_BYTES)),
+    );
+    let home = get("/").host(MAIN);
+    let first = direct(&origin, &home).await.expect("an answer");
+    assert_eq!(first.status, 200);
+
+    const FLOOD: u64 = 100_050;
+    let before = store.reads();
+    for i in 0..FLOOD {
+        let a = direct(&origin, &get("/").host(format!("r{i}.flood.test")))
+            .await
+            .expect("an answer");
+        assert_eq!(a.status, 404, "host r{i}.flood.test");
+    }
+    let flood_reads = store.reads() - before;
+    assert!(
+        flood_reads <= FLOOD,
+        "{FLOOD} unknown hosts cost {flood_reads} table reads"
+    );
+
+    // The known host is still known: served without a table read.
+    let before = store.reads();
+    let known = direct(&origin, &home).await.expect("an answer");
+    assert_eq!(known.status, 200);
+    assert_eq!(known.body, HOME.as_bytes());
+    assert_eq!(
+        store.reads() - before,
+        0,
+        "the flood wiped the known host: it was read from the table again"
+    );
+}
