@@ -1391,11 +1391,16 @@ async fn ranges_and_conditionals() {
 // ---------------------------------------------------------------------------------------
 // A flood of random hosts
 
-/// The embedded store, counting the items it is asked for.
+/// The embedded store, counting the items it is asked for; with `failing`, every read
+/// fails with a backend error whose text must never reach a visitor.
 struct CountingStore {
     inner: Arc<skyhost_meta::store::sqlite::SqliteStore>,
     reads: std::sync::atomic::AtomicU64,
+    failing: bool,
 }
+
+/// Text of the failing store's errors (a stand-in for endpoints, ARNs, account ids).
+const BACKEND_TEXT: &str = "BACKEND-ERROR-arn:aws:dynamodb:us-west-2:111122223333";
 
 impl CountingStore {
     fn reads(&self) -> u64 {
@@ -1410,6 +1415,11 @@ impl skyhost_meta::store::MetaStore for CountingStore {
         key: &skyhost_meta::store::item::Key,
     ) -> Result<Option<skyhost_meta::store::item::Item>, skyhost_meta::store::StoreError> {
         self.reads.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        if self.failing {
+            return Err(skyhost_meta::store::StoreError::Backend(
+                BACKEND_TEXT.into(),
+            ));
+        }
         self.inner.get_item(key).await
     }
 
@@ -1419,6 +1429,11 @@ impl skyhost_meta::store::MetaStore for CountingStore {
         sk_prefix: &str,
     ) -> Result<Vec<skyhost_meta::store::item::Item>, skyhost_meta::store::StoreError> {
         self.reads.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        if self.failing {
+            return Err(skyhost_meta::store::StoreError::Backend(
+                BACKEND_TEXT.into(),
+            ));
+        }
         self.inner.query_items(pk, sk_prefix).await
     }
 
@@ -1427,6 +1442,11 @@ impl skyhost_meta::store::MetaStore for CountingStore {
         kind: &str,
     ) -> Result<Vec<skyhost_meta::store::item::Item>, skyhost_meta::store::StoreError> {
         self.reads.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        if self.failing {
+            return Err(skyhost_meta::store::StoreError::Backend(
+                BACKEND_TEXT.into(),
+            ));
+        }
         self.inner.scan_kind(kind).await
     }
 
@@ -1456,6 +1476,7 @@ async fn a_flood_of_unknown_hosts_never_wipes_the_known_ones() {
     let store = Arc::new(CountingStore {
         inner: env.meta.clone(),
         reads: Default::default(),
+        failing: false,
     });
     let mut c = config();
     c.unknown_host_ttl = std::time::Duration::from_secs(600);
@@ -1494,4 +1515,50 @@ async fn a_flood_of_unknown_hosts_never_wipes_the_known_ones() {
         0,
         "the flood wiped the known host: it was read from the table again"
     );
+}
+
+/// `/_skyhost/health` with a failing table: 503, no backend error text in the body, and
+/// answered from a recent result rather than a table read per probe.
+#[tokio::test]
+async fn health_hides_backend_errors_and_is_not_a_read_per_probe() {
+    let env = Embedded::new("us-west-2");
+    let store = Arc::new(CountingStore {
+        inner: env.meta.clone(),
+        reads: Default::default(),
+        failing: true,
+    });
+    let origin = Origin::new(
+        config(),
+        store.clone(),
+        env.local.clone(),
+        None,
+        Arc::new(MemoryCache::new(CACHE_BYTES)),
+    );
+    const PROBES: u64 = 20;
+    let mut failed = Vec::new();
+    for i in 0..PROBES {
+        let c = case(
+            format!("probe-{i}"),
+            get("/_skyhost/health").host(ORIGIN_HOST),
+            503,
+        )
+        .check(|a| {
+            if wire::contains(&a.body, BACKEND_TEXT.as_bytes()) {
+                Err("the body carries the backend's error text".into())
+            } else {
+                Ok(())
+            }
+        });
+        if let Err(e) = direct(&origin, &c.req).await.and_then(|a| judge(&c, &a)) {
+            failed.push(format!("  health/{}: {e}", c.name));
+        }
+    }
+    // Not a timing bound: twenty probes in a row are not twenty table reads.
+    let reads = store.reads();
+    if reads > PROBES / 2 {
+        failed.push(format!(
+            "  health: {PROBES} probes read the table {reads} times"
+        ));
+    }
+    assert!(failed.is_empty(), "{}", failed.join("\n"));
 }
