@@ -277,6 +277,8 @@ async fn run(table: &str, e: &Env, cases: Vec<Case>) {
             "  {table}: the origin no longer serves after the table: {other:?}"
         )),
     }
+    // Measured once moka's pending evictions have run.
+    e.cache.sync().await;
     let cached = e.cache.weighted_size();
     if cached > CACHE_BYTES {
         failed.push(format!(
