@@ -40,12 +40,13 @@ clean-local:
 	rm -rf $(SKYHOST_DIR)
 
 FUZZ_SECONDS ?= 60
-FUZZ_TARGETS ?= parse_redirects parse_headers parse_config match_request
+FUZZ_TARGETS ?= parse_redirects parse_headers parse_config match_request decode_path range_conditional notify_signature
 
-## fuzz: run each cargo-fuzz target in fuzz/ for FUZZ_SECONDS (needs nightly and cargo-fuzz)
+## fuzz: run each cargo-fuzz target in fuzz/ for FUZZ_SECONDS from its seeds (needs nightly and cargo-fuzz)
 fuzz:
 	@for t in $(FUZZ_TARGETS); do \
-		$(CARGO) +nightly fuzz run $$t -- -max_total_time=$(FUZZ_SECONDS) || exit 1; \
+		mkdir -p fuzz/corpus/$$t; \
+		$(CARGO) +nightly fuzz run $$t fuzz/corpus/$$t fuzz/seeds/$$t -- -max_total_time=$(FUZZ_SECONDS) || exit 1; \
 	done
 
 # --- AWS: build and deploy with SAM (see docs/deploy.md) ---------------------------------

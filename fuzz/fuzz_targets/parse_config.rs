@@ -1,9 +1,7 @@
-//! `skyhost.toml` parsing never panics.
+//! `skyhost_fuzz_targets::parse_config`: the body and its properties are shared with the stable run
+//! in `make test` (crates/fuzz-targets).
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use skyhost_rules::{config, Limits};
 
-fuzz_target!(|text: &str| {
-    let _ = config::parse(text, &Limits::default());
-});
+fuzz_target!(|data: &[u8]| skyhost_fuzz_targets::parse_config(data));
