@@ -44,6 +44,8 @@ Try, in another terminal:
   $bin --local $dir rollback --site example                     # instant rollback
   $bin local fail eu-central-1 --dir $dir                       # failover drill: EU visitors move
   $bin local heal eu-central-1 --dir $dir
+  $bin local outage us-west-2 --dir $dir                        # the primary's region gone: others serve on
+  $bin local restore us-west-2 --dir $dir
   $bin --local $dir verify                                      # every blob in every region?
 
 Ctrl-C stops everything; the state in $dir survives a restart.

@@ -44,6 +44,7 @@ fn opts(dir: &Path) -> DeployOptions {
         wait_replicas: false,
         wait_timeout: Duration::from_secs(1),
         quiet: true,
+        include_hidden: false,
     }
 }
 

@@ -315,9 +315,11 @@ fn path_cases() -> Vec<Case> {
     let ok = |name: &str, target: &str, body: &str| case(name, m(target), 200).body_is(body);
     let long_ok = format!("/{}", "a".repeat(2000));
     let deep_ok = "/a".repeat(500);
-    let long = format!("/{}", "a".repeat(32 * 1024));
+    // Longer than the origin's 8 KiB target bound, within local listeners' 32 KiB head.
+    let long = format!("/{}", "a".repeat(16 * 1024));
     let huge = format!("/{}", "a".repeat(100 * 1024));
-    let deep_dots = "/%2e%2e".repeat(2000) + "/canary.txt";
+    // Many encoded dot segments, within the 8 KiB target bound (so the path is judged).
+    let deep_dots = "/%2e%2e".repeat(1000) + "/canary.txt";
     vec![
         ok("root", "/", HOME),
         ok("index", "/index.html", HOME),
@@ -428,7 +430,10 @@ fn path_cases() -> Vec<Case> {
         ),
         case("long-path", m(&long), 414),
         case("long-path", m(&long), 414).direct(),
-        case("huge-path", m(&huge), 414),
+        // A head larger than a local listener's 32 KiB cap is refused whole by the
+        // listener (crates/origin/src/listener.rs); the origin's own 414 is the long-path
+        // case (a request target this long is no `http::Uri`, so it never reaches it).
+        case("huge-path", m(&huge), 431),
         case("traversal", m("/%2e%2e/canary.txt"), 400).direct(),
         case("overlong", m("/%c0%ae%c0%ae/canary.txt"), 400).direct(),
         case("nul", m("/index.html%00"), 400).direct(),
@@ -1457,6 +1462,18 @@ impl skyhost_meta::store::MetaStore for CountingStore {
         writes: Vec<skyhost_meta::store::Write>,
     ) -> Result<(), skyhost_meta::store::WriteError> {
         self.inner.write(writes).await
+    }
+
+    // The once-a-second look for missed site changes is not a read a host causes.
+    async fn generation(
+        &self,
+    ) -> Result<skyhost_meta::store::generation::Generation, skyhost_meta::store::StoreError> {
+        if self.failing {
+            return Err(skyhost_meta::store::StoreError::Backend(
+                BACKEND_TEXT.into(),
+            ));
+        }
+        self.inner.generation().await
     }
 }
 
