@@ -718,25 +718,6 @@ pub fn needed_keys(m: &Manifest) -> Vec<String> {
     k
 }
 
-/// The keys of `needed` that `bucket` lacks.
-pub async fn missing_in(
-    bucket: &dyn BlobStore,
-    site: &SiteId,
-    needed: &[String],
-) -> Result<Vec<String>> {
-    let have: HashSet<String> = bucket
-        .list(&format!("sites/{site}/"))
-        .await?
-        .into_iter()
-        .map(|o| o.key)
-        .collect();
-    Ok(needed
-        .iter()
-        .filter(|k| !have.contains(*k))
-        .cloned()
-        .collect())
-}
-
 async fn wait_for_replicas(backend: &Backend, m: &Manifest, timeout: Duration) -> Result<()> {
     crate::heal::wait_replicas(backend, m, timeout).await
 }

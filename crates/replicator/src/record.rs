@@ -85,24 +85,7 @@ mod tests {
         new: Option<serde_json::Value>,
         old: Option<serde_json::Value>,
     ) -> EventRecord {
-        let mut d = json!({
-            "ApproximateCreationDateTime": 1767435072,
-            "Keys": {"pk": {"S": "SITE#blog"}, "sk": {"S": "SITE"}},
-            "SequenceNumber": "100",
-            "SizeBytes": 1,
-            "StreamViewType": "NEW_AND_OLD_IMAGES"
-        });
-        if let Some(n) = new {
-            d["NewImage"] = n;
-        }
-        if let Some(o) = old {
-            d["OldImage"] = o;
-        }
-        serde_json::from_value(json!({
-            "eventID": "1", "eventName": name, "eventSource": "aws:dynamodb",
-            "awsRegion": "us-west-2", "dynamodb": d
-        }))
-        .unwrap()
+        skyhost_testkit::site_stream_record(name, new, old)
     }
 
     #[test]

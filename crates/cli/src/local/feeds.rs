@@ -110,6 +110,49 @@ pub async fn replicate_table(
     }
 }
 
+/// The next batch of `feed` after `cursor` that holds records, as a stream event; read
+/// failures and quiet spells are waited out. `None` once `stop` fires (or the batch cannot
+/// be shaped as a stream event, which is a bug: the loop stops rather than skip records).
+pub(crate) async fn next_event(
+    feed: &dyn ChangeFeed,
+    cursor: Option<&str>,
+    stop: &mut watch::Receiver<bool>,
+) -> Option<(
+    skyhost_meta::store::ChangeBatch,
+    aws_lambda_events::event::dynamodb::Event,
+)> {
+    let mut failing = false;
+    loop {
+        let batch = match feed.read(cursor, 100).await {
+            Ok(b) => b,
+            Err(e) => {
+                // Once per spell of failures (an outage drill lasts minutes), not per poll.
+                if !failing {
+                    tracing::error!(error = %e, "reading the change feed failed; retrying");
+                    failing = true;
+                }
+                if pause(stop, RETRY).await {
+                    return None;
+                }
+                continue;
+            }
+        };
+        if batch.records.is_empty() {
+            if pause(stop, POLL).await {
+                return None;
+            }
+            continue;
+        }
+        match serde_json::from_value(serde_json::json!({ "Records": batch.records })) {
+            Ok(event) => return Some((batch, event)),
+            Err(e) => {
+                tracing::error!(error = %e, "building a stream event failed");
+                return None;
+            }
+        }
+    }
+}
+
 /// Feeds the change feed to the replicator until `stop` fires.
 pub async fn replicate(
     store: RegionTable,
@@ -119,35 +162,14 @@ pub async fn replicate(
 ) {
     let mut cursor = load_cursor(&cursor_path);
     loop {
-        let batch = match store.read(cursor.as_deref(), 100).await {
-            Ok(b) => b,
-            Err(e) => {
-                tracing::error!(error = %e, "reading the change feed failed");
-                if pause(&mut stop, RETRY).await {
-                    return;
-                }
-                continue;
-            }
+        let Some((batch, event)) = next_event(&store, cursor.as_deref(), &mut stop).await else {
+            return;
         };
-        if batch.records.is_empty() {
-            if pause(&mut stop, POLL).await {
-                return;
-            }
-            continue;
-        }
         let first_seq: Vec<Option<String>> = batch
             .records
             .iter()
             .map(|r| r.change.sequence_number.clone())
             .collect();
-        let event: aws_lambda_events::event::dynamodb::Event =
-            match serde_json::from_value(serde_json::json!({ "Records": batch.records })) {
-                Ok(e) => e,
-                Err(e) => {
-                    tracing::error!(error = %e, "building a stream event failed");
-                    return;
-                }
-            };
         let resp = replicator
             .handle(event, Instant::now() + Duration::from_secs(10))
             .await;

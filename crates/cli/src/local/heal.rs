@@ -3,7 +3,7 @@
 //! a full sweep at start and then periodically, the removal of dead writers' temp files,
 //! and the bucket feed's patience with an event whose object is not there yet.
 
-use super::feeds::{load_cursor, pause, save_cursor, POLL};
+use super::feeds::{load_cursor, next_event, pause, save_cursor};
 use aws_lambda_events::event::s3::S3EventRecord;
 use skyhost_asset_copier::sweep::Scope;
 use skyhost_asset_copier::Copier;
@@ -11,7 +11,6 @@ use skyhost_meta::blob::event::decode_key;
 use skyhost_meta::blob::fs::{pending, FsBlobStore, Pending};
 use skyhost_meta::blob::BlobStore;
 use skyhost_meta::store::sqlite::SqliteStore;
-use skyhost_meta::store::ChangeFeed;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -37,28 +36,8 @@ pub async fn check_activations(
     let mut cursor = load_cursor(&cursor_path);
     let mut attempts = 0u32;
     loop {
-        let batch = match store.read(cursor.as_deref(), 100).await {
-            Ok(b) => b,
-            Err(e) => {
-                tracing::error!(error = %e, "reading the change feed failed");
-                if pause(&mut stop, RETRY).await {
-                    return;
-                }
-                continue;
-            }
-        };
-        if batch.records.is_empty() {
-            if pause(&mut stop, POLL).await {
-                return;
-            }
-            continue;
-        }
-        let event = match serde_json::from_value(serde_json::json!({ "Records": batch.records })) {
-            Ok(e) => e,
-            Err(e) => {
-                tracing::error!(error = %e, "building a stream event failed");
-                return;
-            }
+        let Some((batch, event)) = next_event(&store, cursor.as_deref(), &mut stop).await else {
+            return;
         };
         match copier.handle_activations(event).await {
             Ok(_) => attempts = 0,
