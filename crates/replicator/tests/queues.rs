@@ -1,5 +1,6 @@
 //! Delivery independent per region, on moto's SQS: two real origins on loopback
-//! (eu-central-1 up, ap-southeast-1 first an endpoint that refuses connections), the
+//! (eu-central-1 up, ap-southeast-1 first an endpoint that refuses connections or one that
+//! never answers), the
 //! replicator with a queue per region handling stream batches, then consuming ap's queue as
 //! the SQS event source mapping would (reported messages stay, the others are deleted).
 //!
@@ -171,8 +172,13 @@ fn site_image(site: &str, rev: u64) -> Value {
 }
 
 fn site_change(seq: u64, site: &str, rev: u64) -> Event {
+    serde_json::from_value(site_change_json(seq, site, rev)).unwrap()
+}
+
+/// A stream batch of one site change, as Lambda sends it.
+fn site_change_json(seq: u64, site: &str, rev: u64) -> Value {
     let image = site_image(site, rev);
-    serde_json::from_value(json!({"Records": [{
+    json!({"Records": [{
         "eventID": seq.to_string(), "eventName": "MODIFY", "eventSource": "aws:dynamodb",
         "awsRegion": PRIMARY,
         "dynamodb": {
@@ -181,8 +187,7 @@ fn site_change(seq: u64, site: &str, rev: u64) -> Event {
             "SequenceNumber": seq.to_string(), "SizeBytes": 100,
             "StreamViewType": "NEW_AND_OLD_IMAGES", "NewImage": image
         }
-    }]}))
-    .unwrap()
+    }]})
 }
 
 fn fast() -> RetryOptions {
@@ -405,12 +410,60 @@ async fn a_notification_neither_delivered_nor_queued_fails_its_record() {
         regions,
         Queues::new(Arc::new(Unreachable), urls, queue_options()),
     );
-    let resp = r.handle(site_change(7, "blog", 1), later(20)).await;
-    let reported: Vec<_> = resp
-        .batch_item_failures
-        .iter()
-        .map(|f| f.item_identifier.clone().unwrap_or_default())
-        .collect();
-    assert_eq!(reported, vec!["7".to_owned()]);
+    // Through the function's one entry point, as Lambda calls it with a stream batch.
+    let answer = r
+        .handle_event(site_change_json(7, "blog", 1), later(20))
+        .await
+        .unwrap();
+    assert_eq!(
+        answer,
+        json!({"batchItemFailures": [{"itemIdentifier": "7"}]})
+    );
     assert_eq!(revision(&eu, "blog").await, Some(1));
+}
+
+/// A loopback endpoint that accepts connections and never answers.
+async fn silent_address() -> SocketAddr {
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((s, _)) = l.accept().await {
+            held.push(s);
+        }
+    });
+    addr
+}
+
+#[tokio::test]
+async fn a_silent_region_is_queued_after_the_direct_budget() {
+    let sqs = sqs().await;
+    let eu_queue = create_queue(&sqs, "skyhost-eu").await;
+    let ap_queue = create_queue(&sqs, "skyhost-ap").await;
+    let (eu_base, eu) = live_origin(EU).await;
+    let regions = vec![
+        (EU.to_owned(), eu_base),
+        (AP.to_owned(), format!("http://{}", silent_address().await)),
+    ];
+    let urls = HashMap::from([
+        (EU.to_owned(), eu_queue.clone()),
+        (AP.to_owned(), ap_queue.clone()),
+    ]);
+    let conf = SdkConfigCell::ready(skyhost_testkit::aws(PRIMARY).await);
+    let queues = Queues::new(Arc::new(SqsQueues::new(conf)), urls, queue_options());
+    let r = replicator(regions, queues);
+    let started = Instant::now();
+    let resp = r.handle(site_change(1, "slow", 1), later(20)).await;
+    // The direct budget (300 ms here), not the attempt timeout or the deadline.
+    assert!(
+        started.elapsed() < Duration::from_millis(1500),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(resp.batch_item_failures.is_empty(), "{resp:?}");
+    assert_eq!(revision(&eu, "slow").await, Some(1));
+    assert_eq!(
+        queued_revisions(&poll(&sqs, &ap_queue, 1).await),
+        vec![(AP.to_owned(), 1)]
+    );
 }
