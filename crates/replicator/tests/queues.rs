@@ -1,8 +1,8 @@
 //! Delivery independent per region, on moto's SQS: two real origins on loopback
 //! (eu-central-1 up, ap-southeast-1 first an endpoint that refuses connections or one that
-//! never answers), the
-//! replicator with a queue per region handling stream batches, then consuming ap's queue as
-//! the SQS event source mapping would (reported messages stay, the others are deleted).
+//! never answers), the replicator with a queue per region handling stream batches, then
+//! consuming ap's queue as the SQS event source mapping would (reported messages stay, the
+//! others are deleted).
 //!
 //! Run with `make test` (or `./tests/harness/with-servers.sh cargo test -p
 //! skyhost-replicator --test queues`): a missing moto server fails these tests.
