@@ -1080,3 +1080,99 @@ def test_copier_checks_activations_on_the_stream_and_sweeps_on_schedules(templat
     )
     assert statement["Resource"]["Fn::Sub"].endswith("/" + state.split("/")[0] + "/*")
     assert not state.startswith("sites/")
+
+
+# ---------------------------------------------------------------------------- delivery queues
+
+QUEUE_SLOTS = ["Primary", "Replica0", "Replica1", "Replica2", "Replica3"]
+
+
+def queue_slots(stack: Stack) -> list[str]:
+    return [s for s in QUEUE_SLOTS if stack.exists(f"DeliveryQueue{s}")]
+
+
+@pytest.mark.parametrize("replicas", [case[0] for case in PAIR_CASES])
+def test_every_region_has_its_delivery_queue_retried_by_the_replicator(
+    template: dict, replicas: str
+) -> None:
+    params = {"PrimaryRegion": "us-west-2", "ReplicaRegions": replicas, "DomainName": "o.example"}
+    primary = Stack(template, "us-west-2", params)
+    regions = ["us-west-2"] + split_list(replicas)
+    slots = queue_slots(primary)
+    assert len(slots) == len(regions)
+    # The replicator learns each region's queue, for exactly the regions it notifies.
+    env = primary.env("ReplicatorFunction")
+    queues = pairs(env["SKYHOST_REGION_QUEUES"])
+    assert list(queues) == list(pairs(env["SKYHOST_REGION_ENDPOINTS"])) == regions
+    assert list(queues.values()) == [f"<DeliveryQueue{s}>" for s in slots]
+    timeout = function_setting(template, "ReplicatorFunction", "Timeout")
+    resources = template["Resources"]
+    for slot in slots:
+        for kind in ("DeliveryDeadLetterQueue", "DeliveryRetries", "DeliveryDeadLetterDepthAlarm"):
+            assert primary.exists(f"{kind}{slot}"), f"{kind}{slot}"
+        queue = primary.eval(resources[f"DeliveryQueue{slot}"]["Properties"])
+        assert queue["VisibilityTimeout"] >= 6 * timeout
+        assert queue["RedrivePolicy"]["deadLetterTargetArn"] == f"<DeliveryDeadLetterQueue{slot}.Arn>"
+        assert queue["RedrivePolicy"]["maxReceiveCount"] >= 100
+        assert queue["MessageRetentionPeriod"] == 1209600
+        dlq = resources[f"DeliveryDeadLetterQueue{slot}"]
+        assert dlq["DeletionPolicy"] == "Retain"
+        mapping = primary.eval(resources[f"DeliveryRetries{slot}"]["Properties"])
+        assert mapping["FunctionName"] == "<ReplicatorFunction>"
+        assert mapping["EventSourceArn"] == f"<DeliveryQueue{slot}.Arn>"
+        assert mapping["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+        alarm = primary.eval(resources[f"DeliveryDeadLetterDepthAlarm{slot}"]["Properties"])
+        assert alarm["Namespace"] == "AWS/SQS"
+        assert alarm["MetricName"] == "ApproximateNumberOfMessagesVisible"
+        assert alarm["Dimensions"] == [
+            {"Name": "QueueName", "Value": f"<DeliveryDeadLetterQueue{slot}.QueueName>"}
+        ]
+        assert alarm["Threshold"] == 0 and alarm["ComparisonOperator"] == "GreaterThanThreshold"
+    # Replica stacks run no replicator and hold no queue.
+    for region in split_list(replicas):
+        assert queue_slots(Stack(template, region, params)) == []
+
+
+@pytest.mark.parametrize("replicas", [case[0] for case in PAIR_CASES])
+def test_replicator_may_use_exactly_its_region_queues(template: dict, replicas: str) -> None:
+    params = {"PrimaryRegion": "us-west-2", "ReplicaRegions": replicas, "DomainName": "o.example"}
+    primary = Stack(template, "us-west-2", params)
+    arns = [f"<DeliveryQueue{s}.Arn>" for s in queue_slots(primary)]
+    send = primary.statement("ReplicatorRole", "QueueRegionNotifications")
+    assert send["Effect"] == "Allow"
+    assert sorted(send["Action"]) == ["sqs:ChangeMessageVisibility", "sqs:SendMessage"]
+    assert send["Resource"] == arns
+    receive = primary.statement("ReplicatorRole", "ReceiveRegionQueues")
+    assert sorted(receive["Action"]) == [
+        "sqs:DeleteMessage",
+        "sqs:GetQueueAttributes",
+        "sqs:ReceiveMessage",
+    ]
+    assert receive["Resource"] == arns
+    # No other statement grants SQS actions on the region queues.
+    [doc] = template["Resources"]["ReplicatorRole"]["Properties"]["Policies"]
+    for stmt in doc["PolicyDocument"]["Statement"]:
+        if stmt.get("Sid") in ("QueueRegionNotifications", "ReceiveRegionQueues"):
+            continue
+        resource = primary.eval(stmt["Resource"])
+        listed = resource if isinstance(resource, list) else [resource]
+        assert not set(listed) & set(arns), stmt["Sid"]
+
+
+def test_event_source_mappings_are_decoded_by_their_function(
+    template: dict, contract: Contract
+) -> None:
+    kinds = {"AWS::SQS::Queue": "SQS"}
+    mappings = {
+        name: res
+        for name, res in template["Resources"].items()
+        if res["Type"] == "AWS::Lambda::EventSourceMapping"
+    }
+    assert mappings, "no event source mapping"
+    for name, res in mappings.items():
+        function = res["Properties"]["FunctionName"]["Ref"]
+        [source, _] = res["Properties"]["EventSourceArn"]["Fn::GetAtt"]
+        kind = kinds[template["Resources"][source]["Type"]]
+        assert kind in split_list(contract.functions[function]["events"]), name
+        code = "\n".join(p.read_text() for p in rust_sources(contract.crate_of(function)))
+        assert DECODERS[kind].search(code), f"{name}: {function} never decodes {kind} events"

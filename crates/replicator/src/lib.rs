@@ -1,15 +1,22 @@
 //! skyhost replicator: triggered by the sites table's stream, it tells every region that a
-//! site changed — a signed notification carrying the whole new record — and reports the
-//! records some region did not take, so Lambda retries from there.
+//! site changed — a signed notification carrying the whole new record. Each region is
+//! delivered on its own: one that does not take a notification directly gets it on its own
+//! queue ([`queue`]), and the queue consumer ([`Replicator::handle_queue`]) retries it
+//! there until the region is back, so a dead region holds back no other. Without queues
+//! the records some region did not take are reported, so Lambda retries from there.
 //!
 //! Local mode drives the same [`Replicator::handle`] from the embedded store's change feed.
 
 pub mod backoff;
+pub mod consumer;
+pub mod queue;
 pub mod record;
 
 pub use backoff::RetryOptions;
+pub use queue::{QueueOptions, Queues};
 
 use aws_lambda_events::event::dynamodb::{Event, EventRecord};
+use aws_lambda_events::event::sqs::SqsEvent;
 use aws_lambda_events::event::streams::{DynamoDbBatchItemFailure, DynamoDbEventResponse};
 use futures::future::join_all;
 use record::Decision;
@@ -27,6 +34,7 @@ pub const ENV_VARS: &[&str] = &[
     "SKYHOST_REGION",
     "SKYHOST_REGION_ENDPOINTS",
     "SKYHOST_NOTIFY_SECRET_ID",
+    "SKYHOST_REGION_QUEUES",
 ];
 
 /// Delivers site changes to every region. Built once per process.
@@ -35,6 +43,7 @@ pub struct Replicator {
     notifier: Arc<dyn Notifier>,
     opts: RetryOptions,
     metrics: Metrics,
+    queues: Option<Queues>,
 }
 
 /// The notifications one batch needs: the last change of each site, by record index.
@@ -103,6 +112,25 @@ fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
+/// Checks that the queues name exactly the notified regions, each once.
+fn check_queues(
+    endpoints: &[(String, String)],
+    queues: &[(String, String)],
+) -> Result<(), ConfigError> {
+    let mut want: Vec<&str> = endpoints.iter().map(|(r, _)| r.as_str()).collect();
+    let mut got: Vec<&str> = queues.iter().map(|(r, _)| r.as_str()).collect();
+    want.sort_unstable();
+    got.sort_unstable();
+    if want != got {
+        return Err(ConfigError(format!(
+            "SKYHOST_REGION_QUEUES must name a queue for each region of SKYHOST_REGION_ENDPOINTS ({}), got {}",
+            want.join(", "),
+            got.join(", ")
+        )));
+    }
+    Ok(())
+}
+
 /// Why one region did not take a notification in the time the invocation had.
 #[derive(Debug, thiserror::Error)]
 enum DeliveryError {
@@ -125,7 +153,15 @@ impl Replicator {
             notifier,
             opts,
             metrics: Metrics::stdout(),
+            queues: None,
         }
+    }
+
+    /// The same replicator queueing, per region, the notifications a region did not take
+    /// directly, instead of reporting their records as failed.
+    pub fn with_queues(mut self, queues: Queues) -> Self {
+        self.queues = Some(queues);
+        self
     }
 
     /// The same replicator emitting its metrics to `metrics` (local mode: discard).
@@ -136,7 +172,8 @@ impl Replicator {
 
     /// The replicator configured by the function's environment (`ENV_VARS`): notifies
     /// every region of `SKYHOST_REGION_ENDPOINTS`, signing with the newest value of the
-    /// Secrets Manager secret `SKYHOST_NOTIFY_SECRET_ID`, read when first needed.
+    /// Secrets Manager secret `SKYHOST_NOTIFY_SECRET_ID`, read when first needed, and
+    /// queueing for each region on its queue of `SKYHOST_REGION_QUEUES`.
     pub fn from_env() -> Result<Self, ConfigError> {
         let region = env_req("SKYHOST_REGION")?;
         let endpoints = parse_pairs(
@@ -150,6 +187,13 @@ impl Replicator {
                 )));
             }
         }
+        let queue_urls = parse_pairs("SKYHOST_REGION_QUEUES", &env_req("SKYHOST_REGION_QUEUES")?)?;
+        check_queues(&endpoints, &queue_urls)?;
+        let queues = Queues::new(
+            Arc::new(queue::SqsQueues::new(SdkConfigCell::shared(&region))),
+            queue_urls.into_iter().collect(),
+            QueueOptions::default(),
+        );
         let secret = Secret::secrets_manager(
             SdkConfigCell::shared(&region),
             env_req("SKYHOST_NOTIFY_SECRET_ID")?,
@@ -170,7 +214,28 @@ impl Replicator {
             endpoints,
             Arc::new(HttpNotifier::with_secret(client, secret)),
             opts,
-        ))
+        )
+        .with_queues(queues))
+    }
+
+    /// Handles one Lambda event of either source the function has: a sites table stream
+    /// batch, or a region queue batch (told apart by `eventSource`).
+    pub async fn handle_event(
+        &self,
+        payload: serde_json::Value,
+        deadline: Instant,
+    ) -> Result<serde_json::Value, serde_json::Error> {
+        let source = payload
+            .pointer("/Records/0/eventSource")
+            .and_then(|s| s.as_str())
+            .unwrap_or_default();
+        if source == "aws:sqs" {
+            let event: SqsEvent = serde_json::from_value(payload)?;
+            serde_json::to_value(self.handle_queue(event, deadline).await)
+        } else {
+            let event: Event = serde_json::from_value(payload)?;
+            serde_json::to_value(self.handle(event, deadline).await)
+        }
     }
 
     /// The regions notified, with their base URLs.
@@ -180,7 +245,9 @@ impl Replicator {
 
     /// Handles one batch of stream records, as Lambda delivers it: every site's latest
     /// change goes to every region concurrently, each with retries until `deadline`
-    /// (less [`RetryOptions::reserve`]). Records some region did not take are reported.
+    /// (less [`RetryOptions::reserve`]). With queues, a region that does not take it
+    /// within [`QueueOptions::direct_budget`] gets it on its queue instead. Records some
+    /// region neither took nor got queued are reported.
     pub async fn handle(&self, event: Event, deadline: Instant) -> DynamoDbEventResponse {
         let records = event.records;
         let plan = plan(&records);
@@ -218,15 +285,65 @@ impl Replicator {
         resp
     }
 
-    /// Delivers `n` to every region; true when all of them took it.
+    /// Delivers `n` to every region; true when each of them took it or has it queued.
     async fn deliver_everywhere(&self, n: &Notification, deadline: Instant) -> bool {
         let results = join_all(
             self.regions
                 .iter()
-                .map(|(region, base)| self.deliver(region, base, n, deadline)),
+                .map(|(region, base)| self.deliver_or_queue(region, base, n, deadline)),
         )
         .await;
         results.into_iter().all(|ok| ok)
+    }
+
+    /// Delivers `n` to one region directly, or puts it on the region's queue when the
+    /// region does not take it within the direct budget (or failed a moment ago).
+    async fn deliver_or_queue(
+        &self,
+        region: &str,
+        base: &str,
+        n: &Notification,
+        deadline: Instant,
+    ) -> bool {
+        let Some((q, url)) = self
+            .queues
+            .as_ref()
+            .and_then(|q| q.url(region).map(|u| (q, u)))
+        else {
+            return self.deliver(region, base, n, deadline).await;
+        };
+        let now = Instant::now();
+        if q.try_direct(region, now) {
+            let end = deadline.min(now + q.opts.direct_budget + self.opts.reserve);
+            let ok = self.deliver(region, base, n, end).await;
+            q.direct_outcome(region, ok, Instant::now());
+            if ok {
+                return true;
+            }
+        }
+        let body = queue::Queued {
+            region: region.to_owned(),
+            notification: n.clone(),
+        }
+        .encode();
+        match q.port().send(url, body).await {
+            Ok(()) => {
+                self.metrics.emit(
+                    &[("Region", region)],
+                    &[Metric {
+                        name: "NotificationsQueued",
+                        unit: Unit::Count,
+                        value: 1.0,
+                    }],
+                );
+                tracing::info!(region, site = %n.site, revision = n.revision, "notification queued for the region");
+                true
+            }
+            Err(e) => {
+                tracing::error!(region, site = %n.site, revision = n.revision, error = %e, "could not queue the notification");
+                false
+            }
+        }
     }
 
     async fn deliver(&self, region: &str, base: &str, n: &Notification, deadline: Instant) -> bool {

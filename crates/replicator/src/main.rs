@@ -1,7 +1,7 @@
 //! The replicator Lambda: JSON logs, the replicator built once at init, one call of
-//! [`Replicator::handle`] per stream batch, bounded by the invocation's deadline.
+//! [`Replicator::handle_event`] per stream or region queue batch, bounded by the
+//! invocation's deadline.
 
-use aws_lambda_events::event::dynamodb::Event;
 use lambda_runtime::{service_fn, Error, LambdaEvent};
 use skyhost_replicator::{instant_of, Replicator};
 use std::sync::Arc;
@@ -12,11 +12,11 @@ use std::sync::Arc;
 async fn main() -> Result<(), Error> {
     skyhost_meta::logging::init_lambda();
     let replicator = Arc::new(Replicator::from_env()?);
-    lambda_runtime::run(service_fn(move |event: LambdaEvent<Event>| {
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<serde_json::Value>| {
         let replicator = replicator.clone();
         async move {
             let deadline = instant_of(event.context.deadline());
-            Ok::<_, Error>(replicator.handle(event.payload, deadline).await)
+            Ok::<_, Error>(replicator.handle_event(event.payload, deadline).await?)
         }
     }))
     .await

@@ -22,6 +22,11 @@ fn configuration_comes_from_the_template_variables() {
         ),
         // Named, not given: read from Secrets Manager when the first notification is signed.
         ("SKYHOST_NOTIFY_SECRET_ID", "skyhost/notify-secrets"),
+        // Each region's delivery queue; the SQS client is built on first use.
+        (
+            "SKYHOST_REGION_QUEUES",
+            "us-west-2=https://sqs.us-west-2.amazonaws.com/111122223333/p,eu-central-1=https://sqs.us-west-2.amazonaws.com/111122223333/e",
+        ),
     ];
     set(&good);
     let r = Replicator::from_env().expect("configured");
@@ -40,7 +45,7 @@ fn configuration_comes_from_the_template_variables() {
     );
 
     // (variable, bad value or None for unset, text the error must contain)
-    let cases: [(&str, Option<&str>, &str); 5] = [
+    let cases: [(&str, Option<&str>, &str); 8] = [
         ("SKYHOST_REGION", None, "SKYHOST_REGION must be set"),
         (
             "SKYHOST_REGION_ENDPOINTS",
@@ -61,6 +66,17 @@ fn configuration_comes_from_the_template_variables() {
             "SKYHOST_NOTIFY_SECRET_ID",
             None,
             "SKYHOST_NOTIFY_SECRET_ID must be set",
+        ),
+        ("SKYHOST_REGION_QUEUES", None, "SKYHOST_REGION_QUEUES must be set"),
+        (
+            "SKYHOST_REGION_QUEUES",
+            Some("us-west-2=https://sqs.example/p"),
+            "must name a queue for each region of SKYHOST_REGION_ENDPOINTS",
+        ),
+        (
+            "SKYHOST_REGION_QUEUES",
+            Some("us-west-2=https://sqs.example/p,eu-central-1=https://sqs.example/e,sa-east-1=https://sqs.example/s"),
+            "must name a queue for each region of SKYHOST_REGION_ENDPOINTS",
         ),
     ];
     for (var, value, says) in cases {
