@@ -25,6 +25,8 @@ pub struct RegionHandle {
     pub bucket: Arc<dyn BlobStore>,
     /// The base URL of its origin (health and status checks), when known.
     pub endpoint: Option<String>,
+    /// Its replica of the sites table, read when the primary's does not answer.
+    pub table: Arc<dyn MetaStore>,
 }
 
 /// The metadata store and every region's bucket.
@@ -70,6 +72,12 @@ impl Backend {
                     gate: outages.region(region),
                 }),
                 endpoint: Some(format!("http://127.0.0.1:{}", layout.origin_port(i))),
+                table: Arc::new(RegionTable {
+                    inner: SqliteStore::open(&layout.table_path(region), region).with_context(
+                        || format!("opening {}", layout.table_path(region).display()),
+                    )?,
+                    gate: outages.region(region),
+                }),
             })
         };
         let mut regions = layout
@@ -106,6 +114,34 @@ impl Backend {
         )
     }
 
+    /// A table to read from: the primary's when it answers, else the first replica's that
+    /// does (with a line saying so), as every region's origin serves from its own. Only
+    /// reading commands use this; writes go to the primary alone ([`Backend::require_primary`]).
+    pub async fn readable_meta(&self) -> Result<Arc<dyn MetaStore>> {
+        let answers = |t: Arc<dyn MetaStore>, region: String| async move {
+            matches!(
+                tokio::time::timeout(PRIMARY_PROBE, t.region_status(&region)).await,
+                Ok(Ok(_))
+            )
+        };
+        if answers(self.meta.clone(), self.primary.name.clone()).await {
+            return Ok(self.meta.clone());
+        }
+        for r in &self.replicas {
+            if answers(r.table.clone(), r.name.clone()).await {
+                eprintln!(
+                    "note: the primary region {} is unreachable; read from the {} replica of the sites table",
+                    self.primary.name, r.name
+                );
+                return Ok(r.table.clone());
+            }
+        }
+        bail!(
+            "no region's sites table answers (the primary is {})",
+            self.primary.name
+        )
+    }
+
     /// The AWS backends named by [`AwsOptions`].
     pub async fn aws(o: &AwsOptions) -> Result<Self> {
         let o = o.resolved()?;
@@ -122,6 +158,10 @@ impl Backend {
                     .iter()
                     .find(|(r, _)| r == region)
                     .map(|(_, e)| e.clone()),
+                table: Arc::new(DynamoStore::new(
+                    skyhost_meta::config::dynamodb(&conf),
+                    &o.table,
+                )),
             });
         }
         let i = regions

@@ -76,12 +76,13 @@ pub async fn status(backend: &Backend, site: Option<&SiteId>) -> Result<Vec<Site
     let client = skyhost_meta::tls::http_client()
         .timeout(Duration::from_secs(5))
         .build()?;
+    let meta = backend.readable_meta().await?;
     let sites = match site {
-        Some(id) => match backend.meta.site(id).await? {
+        Some(id) => match meta.site(id).await? {
             Some(s) => vec![s],
             None => anyhow::bail!("site {id} does not exist"),
         },
-        None => backend.meta.sites().await?,
+        None => meta.sites().await?,
     };
     let mut out = Vec::new();
     for s in sites {

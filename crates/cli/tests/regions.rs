@@ -76,6 +76,21 @@ async fn primary_outage_drill() {
         "{err}"
     );
 
+    // Status still reports every region, from a replica of the table.
+    let (ok, out, err) = l.run(&["status", "--site", "demo", "--json"]);
+    assert!(ok, "{err}");
+    assert!(
+        err.contains("primary region us-west-2 is unreachable"),
+        "{err}"
+    );
+    let st: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(st[0]["regions"][0]["health"], "unreachable", "{st}");
+    for i in 1..3 {
+        assert_eq!(st[0]["regions"][i]["health"], "healthy", "{st}");
+        assert_eq!(st[0]["regions"][i]["serving"], d1.as_str(), "{st}");
+        assert_eq!(st[0]["regions"][i]["behind"], 0, "{st}");
+    }
+
     let watch = Instant::now();
     while watch.elapsed() < Duration::from_secs(2) {
         for i in 1..3 {
