@@ -57,6 +57,7 @@ pub async fn run(
         regions: &["us-west-2", "eu-central-1", "ap-southeast-1"],
         emulate_latency: true,
         cache_bytes: 64 << 20,
+        instances: 1,
     })
     .await?;
     let p2 = procs::free_ports(p1 + 4, 2)?;
@@ -67,6 +68,7 @@ pub async fn run(
         regions: &["us-west-2"],
         emulate_latency: true,
         cache_bytes: 64 << 20,
+        instances: 1,
     })
     .await?;
     for up in [&near, &far] {

@@ -1,6 +1,6 @@
 //! The `make bench` harness: each section of BENCHMARKS.md has its module
 //! ([`throughput`] with memory, [`handler`], [`coldstart`] with [`first_answer`], [`propagation`], [`deploy`],
-//! [`latency`]); [`results`] holds what a run measured and the budgets, [`report`] and
+//! [`latency`], [`outage`]); [`results`] holds what a run measured and the budgets, [`report`] and
 //! [`chart`] write BENCHMARKS.md and its PNG. Parsers and pure decisions are tested by
 //! tables; the measurement modules drive the release binaries and are exercised by
 //! `make bench` itself. The binary is also the handler benchmark ([`handler_bench`]) and
@@ -19,6 +19,7 @@ pub mod local;
 pub mod machine;
 pub mod memory;
 pub mod nginx;
+pub mod outage;
 pub mod procs;
 pub mod propagation;
 pub mod report;

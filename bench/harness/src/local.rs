@@ -31,6 +31,11 @@ pub fn parse_deploy(stdout: &str) -> Result<DeployReport> {
     serde_json::from_str(stdout.trim()).with_context(|| format!("not a deploy report: {stdout}"))
 }
 
+/// The edge router's health-check interval in every local mode the harness starts, ms.
+pub const HEALTH_INTERVAL_MS: u64 = 500;
+/// Failed checks in a row before the edge router takes a region out.
+pub const FAILURE_THRESHOLD: u32 = 3;
+
 /// A running local mode.
 pub struct LocalUp {
     child: Child,
@@ -57,6 +62,9 @@ pub struct UpArgs<'a> {
     pub emulate_latency: bool,
     /// `--cache-bytes`.
     pub cache_bytes: u64,
+    /// `--instances`: with one, the instance listens on the region's port itself, so the
+    /// origin measured has no hop in front of it.
+    pub instances: u16,
 }
 
 impl LocalUp {
@@ -70,10 +78,9 @@ impl LocalUp {
             .args(["--port", &a.port.to_string()])
             .args(["--regions", &a.regions.join(",")])
             .args(["--cache-bytes", &a.cache_bytes.to_string()])
-            .args(["--health-interval-ms", "500"])
-            // One instance per region, listening on the region's port itself: the
-            // origin measured has no hop in front of it.
-            .args(["--instances", "1"])
+            .args(["--health-interval-ms", &HEALTH_INTERVAL_MS.to_string()])
+            .args(["--failure-threshold", &FAILURE_THRESHOLD.to_string()])
+            .args(["--instances", &a.instances.to_string()])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log);
@@ -105,7 +112,29 @@ impl LocalUp {
                 bail!("local up did not start: {e:#}\n{log}");
             }
         }
+        // Written once every instance listens, before or after the fronts answer.
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while up.instances().is_err() {
+            if Instant::now() > deadline {
+                let e = up
+                    .instances()
+                    .err()
+                    .map(|e| format!("{e:#}"))
+                    .unwrap_or_default();
+                up.stop();
+                bail!("local up wrote no instances.json: {e}");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
         Ok(up)
+    }
+
+    /// Every origin instance's own address, per region in region order (from
+    /// `DIR/instances.json`).
+    pub fn instances(&self) -> Result<Vec<(String, Vec<SocketAddr>)>> {
+        let path = self.dir.join("instances.json");
+        let raw = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+        parse_instances(&raw, &self.regions)
     }
 
     /// The `skyhost` binary.
@@ -200,6 +229,26 @@ impl Drop for LocalUp {
     }
 }
 
+/// Reads `instances.json` (`{"REGION": [PORT, …], …}`): each of `regions`' instance
+/// addresses, in region order; an error when a region is missing or has none.
+pub fn parse_instances(raw: &[u8], regions: &[String]) -> Result<Vec<(String, Vec<SocketAddr>)>> {
+    let map: std::collections::HashMap<String, Vec<u16>> =
+        serde_json::from_slice(raw).context("instances.json is not a map of port lists")?;
+    regions
+        .iter()
+        .map(|r| match map.get(r) {
+            Some(ports) if !ports.is_empty() => Ok((
+                r.clone(),
+                ports
+                    .iter()
+                    .map(|&p| SocketAddr::from(([127, 0, 0, 1], p)))
+                    .collect(),
+            )),
+            _ => bail!("instances.json lists no instance of {r}"),
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -222,5 +271,42 @@ mod tests {
         );
         assert!(parse_deploy("deployed!").is_err());
         assert!(parse_deploy(r#"{"deployment":"x"}"#).is_err());
+    }
+
+    #[test]
+    fn instance_lists() {
+        let regions = vec!["us-west-2".to_string(), "eu-central-1".to_string()];
+        let addr = |p: u16| SocketAddr::from(([127, 0, 0, 1], p));
+        // Each region's ports, in region order; `None`: refused.
+        type Want = Option<Vec<(&'static str, Vec<u16>)>>;
+        let cases: &[(&str, Want)] = &[
+            (
+                r#"{"eu-central-1":[9003,9004],"us-west-2":[9001,9002],"ap":[1]}"#,
+                Some(vec![
+                    ("us-west-2", vec![9001, 9002]),
+                    ("eu-central-1", vec![9003, 9004]),
+                ]),
+            ),
+            (
+                r#"{"us-west-2":[8081],"eu-central-1":[8082]}"#,
+                Some(vec![
+                    ("us-west-2", vec![8081]),
+                    ("eu-central-1", vec![8082]),
+                ]),
+            ),
+            (r#"{"us-west-2":[9001]}"#, None),
+            (r#"{"us-west-2":[9001],"eu-central-1":[]}"#, None),
+            (r#"{"us-west-2":["x"],"eu-central-1":[1]}"#, None),
+            ("", None),
+        ];
+        for (raw, want) in cases {
+            let got = parse_instances(raw.as_bytes(), &regions).ok();
+            let want = want.as_ref().map(|w| {
+                w.iter()
+                    .map(|(r, ps)| (r.to_string(), ps.iter().map(|&p| addr(p)).collect()))
+                    .collect::<Vec<_>>()
+            });
+            assert_eq!(got, want, "{raw}");
+        }
     }
 }

@@ -7,8 +7,8 @@ use clap::{Parser, Subcommand};
 use skyhost_bench::local::{LocalUp, UpArgs};
 use skyhost_bench::results::Results;
 use skyhost_bench::{
-    chart, coldstart, deploy, first_answer, handler, latency, machine, procs, propagation, report,
-    site, throughput, wrk,
+    chart, coldstart, deploy, first_answer, handler, latency, local, machine, outage, procs,
+    propagation, report, site, throughput, wrk,
 };
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -79,7 +79,8 @@ struct RunArgs {
     /// Unix time `make bench` started, to report its total wall time.
     #[arg(long)]
     started_at: Option<u64>,
-    /// Only these sections (comma-separated: throughput, coldstart, latency, propagation, deploy).
+    /// Only these sections (comma-separated: throughput, coldstart, latency, propagation, deploy,
+    /// propagation-instances, outage).
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
     /// wrk seconds per run (five runs of 6 s take what three of 10 s took, and alternate
@@ -96,6 +97,9 @@ struct RunArgs {
     /// Propagation deploys.
     #[arg(long, default_value_t = 20)]
     deploys: usize,
+    /// Concurrent clients per visitor region in the outage drill.
+    #[arg(long, default_value_t = 2)]
+    outage_clients: usize,
     /// Files of the deploy site.
     #[arg(long, default_value_t = 10_000)]
     files: usize,
@@ -314,13 +318,23 @@ async fn run(a: RunArgs) -> Result<()> {
             regions: &["us-west-2", "eu-central-1", "ap-southeast-1"],
             emulate_latency: false,
             cache_bytes: 64 << 20,
+            instances: 1,
         })
         .await
         {
             Ok(up) => {
                 if wants("propagation") {
                     say("== 4. propagation");
-                    match propagation::run(&up, &a.work, a.deploys, &mut log).await {
+                    match propagation::run(
+                        &up,
+                        &propagation::region_targets(&up),
+                        1,
+                        &a.work,
+                        a.deploys,
+                        &mut log,
+                    )
+                    .await
+                    {
                         Ok(p) => r.propagation = Some(p),
                         Err(e) => r.errors.push(format!("propagation: {e:#}")),
                     }
@@ -334,6 +348,55 @@ async fn run(a: RunArgs) -> Result<()> {
                 }
             }
             Err(e) => r.errors.push(format!("propagation and deploy: {e:#}")),
+        }
+    }
+
+    if wants("propagation-instances") || wants("outage") {
+        let port = procs::free_ports(18400, 4)?;
+        match LocalUp::start(UpArgs {
+            bin: &a.skyhost,
+            dir: &a.work.join("local-instances"),
+            port,
+            regions: &["us-west-2", "eu-central-1", "ap-southeast-1"],
+            emulate_latency: false,
+            cache_bytes: 64 << 20,
+            instances: 2,
+        })
+        .await
+        {
+            Ok(up) => {
+                if wants("propagation-instances") {
+                    say("== 8. propagation to every instance");
+                    let measured = match propagation::instance_targets(&up) {
+                        Ok(t) => propagation::run(&up, &t, 2, &a.work, a.deploys, &mut log).await,
+                        Err(e) => Err(e),
+                    };
+                    match measured {
+                        Ok(p) => r.propagation_instances = Some(p),
+                        Err(e) => r
+                            .errors
+                            .push(format!("propagation to every instance: {e:#}")),
+                    }
+                }
+                // Last on this local mode: it takes the primary out and brings it back.
+                if wants("outage") {
+                    say("== 9. primary outage under load");
+                    let o = outage::Options {
+                        clients_per_region: a.outage_clients,
+                        warmup: std::time::Duration::from_secs(2),
+                        hold: std::time::Duration::from_secs(3),
+                        health_interval_ms: local::HEALTH_INTERVAL_MS,
+                        failure_threshold: local::FAILURE_THRESHOLD,
+                    };
+                    match outage::run(&up, &a.work, &o, &mut log).await {
+                        Ok(d) => r.outage = Some(d),
+                        Err(e) => r.errors.push(format!("primary outage drill: {e:#}")),
+                    }
+                }
+            }
+            Err(e) => r.errors.push(format!(
+                "propagation to every instance and outage drill: {e:#}"
+            )),
         }
     }
 

@@ -339,6 +339,71 @@ pub fn render(r: &Results, results_file: &str, chart_file: Option<&str>, notes: 
         None => s.push_str("Not measured (see Errors).\n"),
     }
 
+    let _ = writeln!(s, "\n## 8. Propagation to every instance\n");
+    match &r.propagation_instances {
+        Some(p) => {
+            let _ = writeln!(
+                s,
+                "As section 4, with {} origin instances per region (`skyhost local up --instances {}`): they share no \
+                 memory and a notification reaches one instance of a region, so the others must catch up by themselves. \
+                 Every instance of every region ({} in all, ports from `DIR/instances.json`) gets a request every 50 ms \
+                 throughout, as a busy region's do (an instance looks for missed changes when a request comes, at most \
+                 every {every} ms), and each activation waits a different offset within one second, so the deploys sample \
+                 that whole cycle. After each activation all instances are polled at once, directly, until each answers \
+                 with `X-Skyhost-Deployment: ID`; the clock stops at the last one. Over {} deploys: p50 **{:.0} ms**, p99 **{:.0} ms** (the activation command itself took {:.0} ms at the median).",
+                p.instances_per_region,
+                p.instances_per_region,
+                p.instances_per_region * p.regions.len(),
+                p.samples_ms.len(),
+                p.p50_ms,
+                p.p99_ms,
+                crate::stats::median(&p.activate_ms).unwrap_or(f64::NAN),
+                every = skyhost_origin::converge::CHECK_EVERY.as_millis()
+            );
+        }
+        None => s.push_str("Not measured (see Errors).\n"),
+    }
+
+    let _ = writeln!(s, "\n## 9. Primary outage under load\n");
+    match &r.outage {
+        Some(o) => {
+            let _ = writeln!(
+                s,
+                "Local mode with the primary {} and the replicas {} ({} instances per region; the edge router checks each region every {} ms \
+                 and takes it out after {} failed checks). {} clients per visitor region send `GET /index.html` through \
+                 the edge router one after another on fresh connections (`X-Skyhost-Client-Region`), {} requests in \
+                 {:.1} s. Under that load `skyhost local outage {}` takes the primary out ({:.0} ms for the command): its \
+                 table replica, bucket, origins and notify endpoint become unreachable. {}'s visitors were first \
+                 answered by a replica ({}) **{:.0} ms** after the command started (budget: the failover window, {:.0} \
+                 ms); {} of their requests got no 2xx before that. From the outage's start to the end of the load, the \
+                 replicas answered for {} requests (their own visitors' and any they served) with **{} non-2xx** \
+                 (budget 0). After `skyhost local restore {}`, the primary answered its visitors again after {}.",
+                o.primary,
+                o.replicas.join(", "),
+                o.instances_per_region,
+                o.health_interval_ms,
+                o.failure_threshold,
+                o.clients_per_region,
+                o.requests,
+                o.load_s,
+                o.primary,
+                o.outage_command_ms,
+                o.primary,
+                o.failover_region,
+                o.failover_ms,
+                o.window_ms(),
+                o.primary_failed,
+                o.replica_requests,
+                o.replica_non_2xx,
+                o.primary,
+                o.back_ms
+                    .map(|b| format!("{b:.0} ms"))
+                    .unwrap_or_else(|| "an unmeasured time".into())
+            );
+        }
+        None => s.push_str("Not measured (see Errors).\n"),
+    }
+
     if !r.errors.is_empty() {
         let _ = writeln!(s, "\n## Errors\n");
         for e in &r.errors {
@@ -400,6 +465,14 @@ mod tests {
             "files_uploaded = **1**",
             "Reduction **97.9 %**",
             "peak **150.0 MiB**",
+            "## 8. Propagation to every instance",
+            "(4 in all, ports from `DIR/instances.json`)",
+            "p99 **1100 ms**",
+            "| propagation to every instance p99 | 1100 ms (p50 300 ms, 2 per region) | ≤ 1000 ms | **missed** |",
+            "## 9. Primary outage under load",
+            "answered by a replica (eu-central-1) **1700 ms** after the command started (budget: the failover window, 1900 ms)",
+            "with **0 non-2xx** (budget 0)",
+            "| primary outage: replicas' non-2xx | 0 of 3000 | = 0 | met |",
             "| origin memory under load | 150.0 MiB | ≤ 128 MiB | **missed** |",
             "![make bench results](bench/results/chart.png)",
             "## Where the time goes",
@@ -418,7 +491,7 @@ mod tests {
         let page = render(&r, "r.json", None, "");
         assert!(page.contains("## Errors\n\n- throughput: wrk failed badly"));
         assert!(
-            page.matches("Not measured (see Errors).").count() == 7,
+            page.matches("Not measured (see Errors).").count() == 9,
             "{page}"
         );
         assert!(summary(&r).contains("not measured"));

@@ -100,11 +100,14 @@ pub struct ColdStart {
     pub first_answer: Vec<FunctionResult>,
 }
 
-/// Section 4.
+/// Section 4, and section 8 with more than one instance per region.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Propagation {
     /// Regions.
     pub regions: Vec<String>,
+    /// Origin instances per region, each polled on its own port when more than one.
+    #[serde(default = "one")]
+    pub instances_per_region: usize,
     /// Per deploy: from starting the activation to the last region serving it, ms.
     pub samples_ms: Vec<f64>,
     /// Per deploy: how long the activating command itself ran, ms.
@@ -113,6 +116,56 @@ pub struct Propagation {
     pub p50_ms: f64,
     /// 99th percentile, ms.
     pub p99_ms: f64,
+}
+
+fn one() -> usize {
+    1
+}
+
+/// Section 9: the primary outage drill under load ([`crate::outage`]).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Outage {
+    /// The region taken out.
+    pub primary: String,
+    /// The others.
+    pub replicas: Vec<String>,
+    /// Origin instances per region.
+    pub instances_per_region: usize,
+    /// Concurrent clients per visitor region.
+    pub clients_per_region: usize,
+    /// The edge router's health-check interval, ms.
+    pub health_interval_ms: u64,
+    /// Failed checks in a row before it takes a region out.
+    pub failure_threshold: u32,
+    /// Requests of the whole load.
+    pub requests: u64,
+    /// How long the load ran, s.
+    pub load_s: f64,
+    /// How long `skyhost local outage` itself ran, ms.
+    pub outage_command_ms: f64,
+    /// From the start of `skyhost local outage` to the first 2xx a primary visitor got
+    /// from another region, ms.
+    pub failover_ms: f64,
+    /// The region that gave it.
+    pub failover_region: String,
+    /// The primary's visitors' requests without a 2xx until then.
+    pub primary_failed: u64,
+    /// Requests from the outage's start on that the replicas answer for (their visitors',
+    /// and any they answered).
+    pub replica_requests: u64,
+    /// Those without a 2xx.
+    pub replica_non_2xx: u64,
+    /// From the start of `skyhost local restore` to the primary answering its visitors
+    /// again, ms.
+    pub back_ms: Option<f64>,
+}
+
+impl Outage {
+    /// The failover window the drill is judged by: the checks that take a region out,
+    /// plus 400 ms for the checks' own time and the first request after them.
+    pub fn window_ms(&self) -> f64 {
+        (self.failure_threshold as u64 * self.health_interval_ms + 400) as f64
+    }
 }
 
 /// Section 5.
@@ -200,6 +253,12 @@ pub struct Results {
     pub latency: Option<Latency>,
     /// 7.
     pub memory: Option<Memory>,
+    /// 8, propagation to every instance, two per region.
+    #[serde(default)]
+    pub propagation_instances: Option<Propagation>,
+    /// 9, the primary outage drill under load.
+    #[serde(default)]
+    pub outage: Option<Outage>,
     /// Why sections are missing.
     pub errors: Vec<String>,
 }
@@ -348,6 +407,45 @@ pub fn verdicts(r: &Results) -> Vec<Verdict> {
             None,
         ),
     });
+    out.push(match &r.propagation_instances {
+        Some(p) => v(
+            "propagation to every instance p99",
+            format!(
+                "{:.0} ms (p50 {:.0} ms, {} per region)",
+                p.p99_ms, p.p50_ms, p.instances_per_region
+            ),
+            "≤ 1000 ms",
+            Some(p.p99_ms <= 1000.0),
+        ),
+        None => v(
+            "propagation to every instance p99",
+            "not measured".into(),
+            "≤ 1000 ms",
+            None,
+        ),
+    });
+    match &r.outage {
+        Some(o) => {
+            out.push(v(
+                "primary outage: failover to a replica",
+                format!("{:.0} ms ({})", o.failover_ms, o.failover_region),
+                &format!("≤ {:.0} ms (failover window)", o.window_ms()),
+                Some(o.failover_ms <= o.window_ms()),
+            ));
+            out.push(v(
+                "primary outage: replicas' non-2xx",
+                format!("{} of {}", o.replica_non_2xx, o.replica_requests),
+                "= 0",
+                Some(o.replica_non_2xx == 0),
+            ));
+        }
+        None => out.push(v(
+            "primary outage drill",
+            "not measured".into(),
+            "failover window, 0 non-2xx",
+            None,
+        )),
+    }
     if let Some(t) = r.total_s {
         out.push(v(
             "`make bench` wall time",
@@ -456,10 +554,36 @@ pub(crate) mod tests {
             }),
             propagation: Some(Propagation {
                 regions: vec!["us-west-2".into(), "eu-central-1".into()],
+                instances_per_region: 1,
                 samples_ms: vec![100.0, 120.0],
                 activate_ms: vec![10.0, 11.0],
                 p50_ms: 100.0,
                 p99_ms: 120.0,
+            }),
+            propagation_instances: Some(Propagation {
+                regions: vec!["us-west-2".into(), "eu-central-1".into()],
+                instances_per_region: 2,
+                samples_ms: vec![300.0, 1100.0],
+                activate_ms: vec![10.0, 11.0],
+                p50_ms: 300.0,
+                p99_ms: 1100.0,
+            }),
+            outage: Some(Outage {
+                primary: "us-west-2".into(),
+                replicas: vec!["eu-central-1".into(), "ap-southeast-1".into()],
+                instances_per_region: 2,
+                clients_per_region: 2,
+                health_interval_ms: 500,
+                failure_threshold: 3,
+                requests: 5000,
+                load_s: 12.0,
+                outage_command_ms: 20.0,
+                failover_ms: 1700.0,
+                failover_region: "eu-central-1".into(),
+                primary_failed: 40,
+                replica_requests: 3000,
+                replica_non_2xx: 0,
+                back_ms: Some(1200.0),
             }),
             deploy: Some(Deploy {
                 files: 10_000,
@@ -510,11 +634,84 @@ pub(crate) mod tests {
             ("re-deploy, one file changed: time", Some(true)),
             ("latency routing: TTFB reduction", Some(true)),
             ("origin memory under load", Some(false)),
+            ("propagation to every instance p99", Some(false)),
+            ("primary outage: failover to a replica", Some(true)),
+            ("primary outage: replicas' non-2xx", Some(true)),
             ("`make bench` wall time", Some(true)),
         ];
         let want: Vec<(String, Option<bool>)> =
             want.into_iter().map(|(a, b)| (a.to_string(), b)).collect();
         assert_eq!(got, want);
+    }
+
+    #[test]
+    fn outage_drills_are_judged() {
+        let base = sample().outage.unwrap();
+        let judged = |o: &Outage| {
+            let r = Results {
+                outage: Some(o.clone()),
+                ..Default::default()
+            };
+            verdicts(&r)
+                .into_iter()
+                .filter(|v| v.what.starts_with("primary outage"))
+                .map(|v| v.met)
+                .collect::<Vec<_>>()
+        };
+        let cases: Vec<(&str, Outage, Vec<Option<bool>>)> = vec![
+            ("within", base.clone(), vec![Some(true), Some(true)]),
+            (
+                "at the window",
+                Outage {
+                    failover_ms: 1900.0,
+                    ..base.clone()
+                },
+                vec![Some(true), Some(true)],
+            ),
+            (
+                "late",
+                Outage {
+                    failover_ms: 1901.0,
+                    ..base.clone()
+                },
+                vec![Some(false), Some(true)],
+            ),
+            (
+                "a replica failed once",
+                Outage {
+                    replica_non_2xx: 1,
+                    ..base.clone()
+                },
+                vec![Some(true), Some(false)],
+            ),
+            (
+                "slower checks, wider window",
+                Outage {
+                    failover_ms: 3000.0,
+                    health_interval_ms: 1000,
+                    ..base.clone()
+                },
+                vec![Some(true), Some(true)],
+            ),
+        ];
+        for (what, o, want) in cases {
+            assert_eq!(judged(&o), want, "{what}");
+        }
+    }
+
+    #[test]
+    fn results_of_earlier_runs_still_read() {
+        let mut old = serde_json::to_value(sample()).unwrap();
+        let o = old.as_object_mut().unwrap();
+        o.remove("outage");
+        o.remove("propagation_instances");
+        o["propagation"]
+            .as_object_mut()
+            .unwrap()
+            .remove("instances_per_region");
+        let r: Results = serde_json::from_value(old).unwrap();
+        assert!(r.outage.is_none() && r.propagation_instances.is_none());
+        assert_eq!(r.propagation.unwrap().instances_per_region, 1);
     }
 
     #[test]

@@ -86,6 +86,7 @@ pub async fn run(
         regions: &["us-west-2"],
         emulate_latency: false,
         cache_bytes: o.cache_bytes,
+        instances: 1,
     })
     .await?;
     let (report, _) = up.deploy(&site_dir, "bench", DOMAIN, true)?;
