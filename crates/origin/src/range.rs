@@ -125,6 +125,11 @@ mod tests {
             ("bytes=2-", Partial(2..11)),
             ("bytes=-5", Partial(6..11)),
             ("bytes=3-7", Partial(3..8)),
+            // A single byte: first and last position equal.
+            ("bytes=5-5", Partial(5..6)),
+            ("bytes=0-0", Partial(0..1)),
+            ("bytes=10-10", Partial(10..11)),
+            ("bytes=-1", Partial(10..11)),
             ("bytes=5-1000", Partial(5..11)),
             ("bytes=0-9", Partial(0..10)),
             ("bytes=0-10", Partial(0..11)),
