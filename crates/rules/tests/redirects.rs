@@ -192,6 +192,14 @@ fn query_parameter_matching() {
         req("/s q=:q /find/:q 200", "/s")
             .query("q=hello%20world")
             .expect(rewrite("/find/hello world")),
+        // A value from the query stays one segment: its slashes are escaped, so it can
+        // neither add segments nor climb out of the target's folder.
+        req("/s q=:q /find/:q 302", "/s")
+            .query("q=a%2F..%2Fadmin")
+            .expect(redirect(302, "/find/a%2F..%2Fadmin")),
+        req("/s q=:q /find/:q 302", "/s")
+            .query("q=a/b")
+            .expect(redirect(302, "/find/a%2Fb")),
     ]);
 }
 
