@@ -3,45 +3,14 @@
 //! live deployment — with no visitor request and no `verify --repair` — `verify` is clean
 //! and no temp file is left in any bucket.
 
+mod common;
+
+use common::local::{free_ports, skyhost, Running, BIN, REGIONS};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-const BIN: &str = env!("CARGO_BIN_EXE_skyhost");
-const REGIONS: [&str; 3] = ["us-west-2", "eu-central-1", "ap-southeast-1"];
 const FILES: usize = 400;
-
-struct Running(Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .arg("-TERM")
-            .arg(self.0.id().to_string())
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.0.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = self.0.kill();
-    }
-}
-
-fn free_ports() -> u16 {
-    for i in 0..200u32 {
-        let seed = std::process::id()
-            .wrapping_mul(7919)
-            .wrapping_add(i * 104_729);
-        let p = 20000 + (seed % 30000) as u16;
-        if (0..4).all(|i| std::net::TcpListener::bind(("127.0.0.1", p + i)).is_ok()) {
-            return p;
-        }
-    }
-    panic!("no free port range");
-}
 
 fn bucket_dir(state: &Path, region: &str) -> PathBuf {
     state.join("buckets").join(format!("skyhost-{region}"))
@@ -78,15 +47,6 @@ fn deploy_cmd(state: &Path, site: &Path) -> Command {
         "--json",
     ]);
     c
-}
-
-fn skyhost(args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(BIN).args(args).output().expect("run skyhost");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
 }
 
 /// Every key the live deployment needs, read from the primary bucket's folder.

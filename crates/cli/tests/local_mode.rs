@@ -4,60 +4,10 @@
 
 mod common;
 
+use common::local::{free_ports, get, skyhost, until, Running, BIN, HEALTH_MS, REGIONS};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-
-const BIN: &str = env!("CARGO_BIN_EXE_skyhost");
-const REGIONS: [&str; 3] = ["us-west-2", "eu-central-1", "ap-southeast-1"];
-const HEALTH_MS: u64 = 300;
-
-struct Running(Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .arg("-TERM")
-            .arg(self.0.id().to_string())
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.0.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = self.0.kill();
-    }
-}
-
-/// A port P with P..=P+3 all free.
-fn free_ports() -> u16 {
-    for _ in 0..200 {
-        let p: u16 = 20000 + (rand_u16() % 30000);
-        if (0..4).all(|i| std::net::TcpListener::bind(("127.0.0.1", p + i)).is_ok()) {
-            return p;
-        }
-    }
-    panic!("no free port range");
-}
-
-fn rand_u16() -> u16 {
-    let t = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .subsec_nanos();
-    (t ^ (std::process::id() << 7)) as u16
-}
-
-fn skyhost(args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(BIN).args(args).output().expect("run skyhost");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
 
 fn deploy(state: &Path, site_dir: &Path) -> serde_json::Value {
     let (ok, out, err) = skyhost(&[
@@ -73,58 +23,6 @@ fn deploy(state: &Path, site_dir: &Path) -> serde_json::Value {
     ]);
     assert!(ok, "deploy failed: {err}");
     serde_json::from_str(&out).unwrap_or_else(|e| panic!("deploy output {out:?}: {e}"))
-}
-
-struct Answer {
-    status: u16,
-    region: String,
-    deployment: String,
-    body: String,
-}
-
-async fn get(c: &reqwest::Client, url: &str, client_region: Option<&str>) -> Option<Answer> {
-    let mut req = c.get(url).header("host", "demo.test");
-    if let Some(r) = client_region {
-        req = req.header("x-skyhost-client-region", r);
-    }
-    let r = req.send().await.ok()?;
-    let h = |n: &str| {
-        r.headers()
-            .get(n)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("")
-            .to_owned()
-    };
-    let (status, region, deployment) = (
-        r.status().as_u16(),
-        h("x-skyhost-region"),
-        h("x-skyhost-deployment"),
-    );
-    Some(Answer {
-        status,
-        region,
-        deployment,
-        body: r.text().await.ok()?,
-    })
-}
-
-/// Polls until `ok` holds; returns how long it took, or panics after `limit`.
-async fn until<F, Fut>(limit: Duration, what: &str, mut ok: F) -> Duration
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let start = Instant::now();
-    loop {
-        if ok().await {
-            return start.elapsed();
-        }
-        assert!(
-            start.elapsed() < limit,
-            "timed out after {limit:?} waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -10,29 +10,32 @@ pub const REGIONS: [&str; 3] = ["us-west-2", "eu-central-1", "ap-southeast-1"];
 /// Health checks every 300 ms, three in a row move traffic.
 pub const HEALTH_MS: u64 = 300;
 
-/// `local up` until dropped.
-pub struct Local {
-    child: Child,
-    pub state: PathBuf,
-    pub port: u16,
-    pub http: reqwest::Client,
-}
+/// A started `skyhost` process, stopped (SIGTERM, then SIGKILL after 10 s) when dropped.
+pub struct Running(pub Child);
 
-impl Drop for Local {
+impl Drop for Running {
     fn drop(&mut self) {
         let _ = Command::new("kill")
             .arg("-TERM")
-            .arg(self.child.id().to_string())
+            .arg(self.0.id().to_string())
             .status();
         let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
+            if let Ok(Some(_)) = self.0.try_wait() {
                 return;
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        let _ = self.child.kill();
+        let _ = self.0.kill();
     }
+}
+
+/// `local up` until dropped.
+pub struct Local {
+    _child: Running,
+    pub state: PathBuf,
+    pub port: u16,
+    pub http: reqwest::Client,
 }
 
 /// What one request got.
@@ -55,7 +58,7 @@ pub fn skyhost(args: &[&str]) -> (bool, String, String) {
 }
 
 /// A port P with P..=P+3 all free.
-fn free_ports() -> u16 {
+pub fn free_ports() -> u16 {
     for i in 0..200u32 {
         let t = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -88,6 +91,33 @@ where
     }
 }
 
+/// `GET url` for `demo.test` through `http`, as a visitor in `client_region` when given.
+pub async fn get(http: &reqwest::Client, url: &str, client_region: Option<&str>) -> Option<Answer> {
+    let mut req = http.get(url).header("host", "demo.test");
+    if let Some(r) = client_region {
+        req = req.header("x-skyhost-client-region", r);
+    }
+    let r = req.send().await.ok()?;
+    let h = |n: &str| {
+        r.headers()
+            .get(n)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_owned()
+    };
+    let (status, region, deployment) = (
+        r.status().as_u16(),
+        h("x-skyhost-region"),
+        h("x-skyhost-deployment"),
+    );
+    Some(Answer {
+        status,
+        region,
+        deployment,
+        body: r.text().await.ok()?,
+    })
+}
+
 impl Local {
     /// Starts `local up` in `tmp` with `instances` origin instances per region.
     pub async fn start(tmp: &Path, instances: u16) -> Local {
@@ -117,7 +147,7 @@ impl Local {
             .build()
             .unwrap();
         let l = Local {
-            child,
+            _child: Running(child),
             state,
             port,
             http,
@@ -194,29 +224,7 @@ impl Local {
 
     /// `GET url` for `demo.test`, as a visitor in `client_region` when given.
     pub async fn get(&self, url: &str, client_region: Option<&str>) -> Option<Answer> {
-        let mut req = self.http.get(url).header("host", "demo.test");
-        if let Some(r) = client_region {
-            req = req.header("x-skyhost-client-region", r);
-        }
-        let r = req.send().await.ok()?;
-        let h = |n: &str| {
-            r.headers()
-                .get(n)
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or("")
-                .to_owned()
-        };
-        let (status, region, deployment) = (
-            r.status().as_u16(),
-            h("x-skyhost-region"),
-            h("x-skyhost-deployment"),
-        );
-        Some(Answer {
-            status,
-            region,
-            deployment,
-            body: r.text().await.ok()?,
-        })
+        get(&self.http, url, client_region).await
     }
 
     /// Whether `base` answers `demo.test` with deployment `d`.
