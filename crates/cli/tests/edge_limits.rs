@@ -11,7 +11,9 @@ use hyper_util::rt::TokioIo;
 use skyhost_cli::local::edge::{self, Edge, EdgeOptions};
 use skyhost_meta::notify::MAX_BODY as NOTIFY_MAX_BODY;
 use skyhost_origin::listener::{Limits, MAX_REQUEST_BODY};
-use skyhost_testkit::raw_http::{connect, exchange, read_head, read_until_closed};
+use skyhost_testkit::raw_http::{
+    assert_a_cap_of_two_holds, connect, exchange, read_head, read_until_closed,
+};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -330,20 +332,5 @@ async fn the_connection_cap_holds() {
     })
     .await;
     assert!(served(&r, Duration::from_secs(2)).await);
-    let mut holders = vec![connect(r.addr).await, connect(r.addr).await];
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    let mut late = connect(r.addr).await;
-    late.write_all(GET).await.unwrap();
-    assert_eq!(
-        read_head(&mut late, Duration::from_secs(1)).await,
-        None,
-        "a third connection was served beyond a cap of two"
-    );
-    drop(holders.pop());
-    let head = read_head(&mut late, Duration::from_secs(3)).await;
-    assert!(
-        matches!(&head, Some(h) if h.starts_with("HTTP/1.1 200")),
-        "the waiting visitor was not served once a slot freed: {head:?}"
-    );
-    drop(holders);
+    assert_a_cap_of_two_holds(r.addr, GET).await;
 }

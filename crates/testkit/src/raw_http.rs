@@ -98,6 +98,27 @@ pub async fn read_head(stream: &mut TcpStream, wait: Duration) -> Option<String>
     Some(String::from_utf8_lossy(&bytes).into_owned())
 }
 
+/// Checks a listener at `addr` capped at two connections: with two held open, a third
+/// sending `request` is left unanswered, and is answered 200 once one of the two closes.
+pub async fn assert_a_cap_of_two_holds(addr: SocketAddr, request: &[u8]) {
+    let mut holders = vec![connect(addr).await, connect(addr).await];
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut late = connect(addr).await;
+    late.write_all(request).await.unwrap();
+    assert_eq!(
+        read_head(&mut late, Duration::from_secs(1)).await,
+        None,
+        "a third connection was served beyond a cap of two"
+    );
+    drop(holders.pop());
+    let head = read_head(&mut late, Duration::from_secs(3)).await;
+    assert!(
+        matches!(&head, Some(h) if h.starts_with("HTTP/1.1 200")),
+        "the waiting visitor was not served once a slot freed: {head:?}"
+    );
+    drop(holders);
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
