@@ -41,11 +41,9 @@ pub struct OriginConfig {
     pub origin_verify: Option<Secret>,
     /// Whether requests without the verified front are served ([`DirectAccess`]).
     pub direct_access: DirectAccess,
-    /// The HMAC secrets accepted on `/_skyhost/notify`, read at run time (Secrets
-    /// Manager on AWS). When `None`, the fixed `notify_secrets` are used.
-    pub notify_secret: Option<Secret>,
-    /// Fixed HMAC secrets accepted on `/_skyhost/notify` (local embeddings, tests).
-    pub notify_secrets: Vec<Vec<u8>>,
+    /// The HMAC secrets accepted on `/_skyhost/notify`: read at run time (Secrets
+    /// Manager on AWS), or fixed values (local mode, tests; none by default).
+    pub notify_secret: Secret,
     /// Bound of the in-process cache, in bytes; bodies up to an eighth of it are cached.
     pub cache_bytes: u64,
     /// The shared Redis tier, when configured (also holds basic-auth lockout counters).
@@ -78,7 +76,6 @@ impl std::fmt::Debug for OriginConfig {
             .field("origin_verify", &self.origin_verify)
             .field("direct_access", &self.direct_access)
             .field("notify_secret", &self.notify_secret)
-            .field("notify_secrets", &self.notify_secrets.len())
             .field("cache_bytes", &self.cache_bytes)
             .field("redis", &self.redis_url.is_some())
             .finish_non_exhaustive()
@@ -97,8 +94,7 @@ impl OriginConfig {
             primary_bucket: String::new(),
             origin_verify: None,
             direct_access: DirectAccess::Allow,
-            notify_secret: None,
-            notify_secrets: Vec::new(),
+            notify_secret: Secret::fixed(Vec::new()),
             cache_bytes: 64 * 1024 * 1024,
             redis_url: None,
             auth_max_failures: 5,
@@ -122,10 +118,8 @@ impl OriginConfig {
         c.bucket = env_req("SKYHOST_BUCKET")?;
         c.primary_bucket = env_req("SKYHOST_PRIMARY_BUCKET")?;
         let here = SdkConfigCell::shared(&c.region);
-        c.notify_secret = Some(Secret::secrets_manager(
-            here.clone(),
-            env_req("SKYHOST_NOTIFY_SECRET_ID")?,
-        ));
+        c.notify_secret =
+            Secret::secrets_manager(here.clone(), env_req("SKYHOST_NOTIFY_SECRET_ID")?);
         c.origin_verify =
             env_opt("SKYHOST_ORIGIN_VERIFY_SECRET_ID").map(|id| Secret::secrets_manager(here, id));
         c.direct_access =
@@ -161,8 +155,7 @@ mod tests {
     #[test]
     fn debug_hides_secrets() {
         let mut c = OriginConfig::new("us-west-2", "us-west-2");
-        c.notify_secrets = vec![b"hunter2".to_vec()];
-        c.notify_secret = Some(Secret::fixed(vec![b"hunter3".to_vec()]));
+        c.notify_secret = Secret::fixed(vec![b"hunter2".to_vec(), b"hunter3".to_vec()]);
         c.origin_verify = Some(Secret::fixed(vec![b"hunter4".to_vec()]));
         for secret in ["hunter2", "hunter3", "hunter4"] {
             assert!(!format!("{c:?}").contains(secret));

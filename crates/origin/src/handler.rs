@@ -346,10 +346,7 @@ impl Origin {
             Answers::new(usize::try_from(per_thread).unwrap_or(1 << 20), 64 * 1024)
         });
         let gate = Gate::new(config.origin_verify.clone(), config.direct_access);
-        let notify_secret = config
-            .notify_secret
-            .clone()
-            .unwrap_or_else(|| Secret::fixed(config.notify_secrets.clone()));
+        let notify_secret = config.notify_secret.clone();
         Origin {
             health: health::Cached::new(),
             gate,

@@ -189,7 +189,7 @@ async fn country_and_language_rules_still_apply() {
 #[tokio::test]
 async fn a_new_deployment_is_served_on_the_next_request() {
     let mut config = config();
-    config.notify_secrets = vec![b"secret".to_vec()];
+    config.notify_secret = skyhost_meta::secrets::Secret::fixed(vec![b"secret".to_vec()]);
     let Kept {
         env,
         deployed: a,

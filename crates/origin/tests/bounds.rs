@@ -123,7 +123,8 @@ async fn post_notify(origin: &Origin, signature: Option<&str>, body: Vec<u8>) ->
 #[tokio::test]
 async fn notify_refuses_the_reproduced_attack_at_once() {
     let mut config = config();
-    config.notify_secrets = vec![b"s0".to_vec(), b"s1".to_vec(), b"s2".to_vec()];
+    config.notify_secret =
+        skyhost_meta::secrets::Secret::fixed(vec![b"s0".to_vec(), b"s1".to_vec(), b"s2".to_vec()]);
     let (_env, meta, origin) = counted(config).await;
     let now = skyhost_meta::now();
     let mega = vec![b'{'; 1 << 20];

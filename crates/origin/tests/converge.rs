@@ -47,7 +47,7 @@ fn instance(e: &Embedded) -> (Arc<Origin>, Arc<Counted>) {
         generation_reads: AtomicUsize::new(0),
     });
     let mut config = config();
-    config.notify_secrets = vec![SECRET.to_vec()];
+    config.notify_secret = skyhost_meta::secrets::Secret::fixed(vec![SECRET.to_vec()]);
     let origin = Arc::new(Origin::new(
         config,
         meta.clone(),

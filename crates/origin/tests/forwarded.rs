@@ -235,7 +235,7 @@ async fn refused_direct_access_answers_403_but_health_and_notify() {
     let env = Embedded::new("us-west-2");
     site(&env).await;
     let mut c = front_config(Secret::fixed(vec![FRONT.into()]), DirectAccess::Refuse);
-    c.notify_secrets = vec![b"notify".to_vec()];
+    c.notify_secret = skyhost_meta::secrets::Secret::fixed(vec![b"notify".to_vec()]);
     let origin = env.origin(c);
     for headers in [vec![], vec![(VERIFY, "guess")], vec![(VERIFY, "")]] {
         for path in [
@@ -375,11 +375,11 @@ async fn a_notification_signed_with_a_rotated_secret_is_applied() {
     let path = dir.path().join("notify-secret");
     std::fs::write(&path, "old").unwrap();
     let mut c = config();
-    c.notify_secret = Some(Secret::with_timing(
+    c.notify_secret = Secret::with_timing(
         FileSource::new(&path),
         Duration::from_secs(3600),
         Duration::ZERO,
-    ));
+    );
     let origin = env.origin(c);
     let site_id = skyhost_meta::SiteId::parse("fw").unwrap();
     let notify = |secret: &'static [u8]| {

@@ -95,7 +95,7 @@ async fn origin_from_the_environment() {
 
     let config = OriginConfig::from_env().unwrap();
     // Named, not given: nothing is read before it is needed.
-    let notify = config.notify_secret.as_ref().unwrap();
+    let notify = &config.notify_secret;
     assert_eq!(notify.name(), notify_id);
     assert_eq!(config.origin_verify.as_ref().unwrap().name(), front_id);
     assert_eq!(config.direct_access, DirectAccess::Refuse);

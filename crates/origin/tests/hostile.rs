@@ -235,7 +235,8 @@ async fn setup() -> Env {
     c.cache_bytes = CACHE_BYTES;
     // Lockout has its own tests; here every malformed credential must get its own answer.
     c.auth_max_failures = 1_000_000;
-    c.notify_secrets = SECRETS.iter().map(|s| s.to_vec()).collect();
+    c.notify_secret =
+        skyhost_meta::secrets::Secret::fixed(SECRETS.iter().map(|s| s.to_vec()).collect());
     let cache = Arc::new(MemoryCache::new(CACHE_BYTES));
     let origin = Arc::new(Origin::new(
         c,

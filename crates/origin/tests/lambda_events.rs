@@ -86,7 +86,7 @@ const FRONT: &str = "skyhost-fixture-front";
 fn origin(env: &Embedded, front: bool) -> Arc<Origin> {
     let mut c = config();
     c.origin_verify = front.then(|| Secret::fixed(vec![FRONT.into()]));
-    c.notify_secrets = parse_secrets(SECRET);
+    c.notify_secret = skyhost_meta::secrets::Secret::fixed(parse_secrets(SECRET));
     env.origin(c)
 }
 

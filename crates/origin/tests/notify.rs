@@ -87,7 +87,8 @@ async fn notifications_switch_deployments_only_forward() {
     .await;
 
     let mut config = config();
-    config.notify_secrets = vec![b"new-secret".to_vec(), b"old-secret".to_vec()];
+    config.notify_secret =
+        skyhost_meta::secrets::Secret::fixed(vec![b"new-secret".to_vec(), b"old-secret".to_vec()]);
     let redis = RedisCache::new(&redis_url())
         .unwrap()
         .with_prefix(&format!("{}:", unique("nt")));
@@ -232,7 +233,7 @@ async fn cold_instance_refuses_a_stale_notification() {
     )
     .await;
     let mut config = config();
-    config.notify_secrets = vec![b"s".to_vec()];
+    config.notify_secret = skyhost_meta::secrets::Secret::fixed(vec![b"s".to_vec()]);
     let cache: Arc<dyn Cache> = Arc::new(MemoryCache::new(config.cache_bytes));
     let origin = origin_over(config, &meta, &bucket, cache);
     let server = start(origin).await;
@@ -250,7 +251,7 @@ async fn cold_instance_refuses_a_stale_notification() {
     let fresh = Arc::new(Origin::new(
         {
             let mut c = OriginConfig::new(REGION, REGION);
-            c.notify_secrets = vec![b"s".to_vec()];
+            c.notify_secret = skyhost_meta::secrets::Secret::fixed(vec![b"s".to_vec()]);
             c
         },
         meta.clone(),

@@ -250,7 +250,7 @@ impl RegionOrigin {
         let mut config = OriginConfig::new(region, PRIMARY);
         config.bucket = bucket.bucket().to_owned();
         config.primary_bucket = primary.bucket().to_owned();
-        config.notify_secrets = vec![SECRET.to_vec()];
+        config.notify_secret = skyhost_meta::secrets::Secret::fixed(vec![SECRET.to_vec()]);
         let origin = Arc::new(Origin::new(
             config,
             Arc::new(SqliteStore::in_memory(region).unwrap()),

@@ -40,7 +40,7 @@ const SECRET: &[u8] = b"queues-notify-secret";
 fn origin(region: &str, listener: tokio::net::TcpListener) -> Arc<MemoryCache> {
     let dir = tempfile::tempdir().unwrap();
     let mut config = OriginConfig::new(region, PRIMARY);
-    config.notify_secret = Some(Secret::fixed(vec![SECRET.to_vec()]));
+    config.notify_secret = Secret::fixed(vec![SECRET.to_vec()]);
     let cache = Arc::new(MemoryCache::new(1 << 20));
     let origin = Arc::new(Origin::new(
         config,

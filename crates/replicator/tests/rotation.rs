@@ -35,7 +35,7 @@ fn cached(name: &str) -> Secret {
 async fn origin(secret: Secret) -> String {
     let dir = tempfile::tempdir().unwrap();
     let mut config = OriginConfig::new(REGION, REGION);
-    config.notify_secret = Some(secret);
+    config.notify_secret = secret;
     let origin = Arc::new(Origin::new(
         config,
         Arc::new(SqliteStore::in_memory(REGION).unwrap()),

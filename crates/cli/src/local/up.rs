@@ -111,7 +111,7 @@ pub async fn up(o: UpOptions) -> Result<()> {
             // An instance shares nothing in memory with the region's others: its own
             // origin, caches and listener, as a Lambda instance.
             let mut config = OriginConfig::new(region, layout.primary());
-            config.notify_secrets = vec![secret.clone()];
+            config.notify_secret = Secret::fixed(vec![secret.clone()]);
             // The edge router plays CloudFront: its header alone makes forwarded headers count.
             config.origin_verify = Some(Secret::file(&origin_verify));
             config.cache_bytes = o.cache_bytes;
