@@ -3,7 +3,7 @@
 //! local mode's plain HTTP listeners ([`server`]), through the one [`Origin::handle`].
 //!
 //! Pure decisions have their own modules ([`path`], [`conditional`], [`range`],
-//! [`encoding`], [`cache_control`], [`limits`], [`forwarded`]); I/O sits in [`resolve`], [`data`],
+//! [`encoding`], [`cache_control`], [`limits`], [`forwarded`], [`geo`]); I/O sits in [`resolve`], [`data`],
 //! [`health`],
 //! [`notify`], [`auth`], [`proxy`], [`metrics`], [`server`] and [`lambda`].
 
@@ -17,6 +17,7 @@ pub mod converge;
 pub mod data;
 pub mod encoding;
 pub mod forwarded;
+pub mod geo;
 pub mod handler;
 pub mod health;
 pub mod lambda;
