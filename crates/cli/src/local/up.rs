@@ -107,6 +107,9 @@ pub async fn up(o: UpOptions) -> Result<()> {
     for (i, (region, front)) in layout.regions.iter().zip(front_listeners).enumerate() {
         let mut ports = Vec::new();
         let mut direct = None;
+        // The region's counters, shared by its instances: `/_skyhost/metrics` on the
+        // region's port tells the region's totals whichever instance answers.
+        let counters = skyhost_origin::counters::Counters::new(region);
         for _ in 0..o.instances.max(1) {
             // An instance shares nothing in memory with the region's others: its own
             // origin, caches and listener, as a Lambda instance.
@@ -117,13 +120,16 @@ pub async fn up(o: UpOptions) -> Result<()> {
             config.cache_bytes = o.cache_bytes;
             // One machine, one operator: a site's proxy allowlist may reach local services.
             config.proxy.honor_allowlist = true;
-            let origin = Arc::new(Origin::new(
-                config,
-                Arc::new(tables[i].clone()),
-                Arc::new(buckets[i].clone()),
-                (i > 0).then(|| primary_bucket.clone()),
-                Arc::new(Tiered::new(MemoryCache::new(o.cache_bytes), None)),
-            ));
+            let origin = Arc::new(
+                Origin::new(
+                    config,
+                    Arc::new(tables[i].clone()),
+                    Arc::new(buckets[i].clone()),
+                    (i > 0).then(|| primary_bucket.clone()),
+                    Arc::new(Tiered::new(MemoryCache::new(o.cache_bytes), None)),
+                )
+                .with_counters(counters.clone()),
+            );
             if o.instances <= 1 {
                 // A single instance listens on the region's port itself.
                 ports.push(layout.origin_port(i));
