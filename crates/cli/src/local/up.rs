@@ -70,6 +70,7 @@ pub async fn up(o: UpOptions) -> Result<()> {
     let secret = layout.secret()?;
     let origin_verify = layout.origin_verify_secret()?;
     let outages = Outages::new(&o.dir);
+    let holds = Outages::holds(&o.dir);
     // Each region's table: the primary's, written by the CLI, and a replica per other
     // region fed from the primary's change feed, as a DynamoDB global table would be.
     let tables = layout
@@ -198,6 +199,7 @@ pub async fn up(o: UpOptions) -> Result<()> {
         tasks.push(tokio::spawn(feeds::replicate(
             tables[0].clone(),
             replicator,
+            holds.region(region),
             region_cursor(&layout, "changes", region)?,
             stop_rx.clone(),
         )));
@@ -207,6 +209,7 @@ pub async fn up(o: UpOptions) -> Result<()> {
         tasks.push(tokio::spawn(feeds::replicate_table(
             tables[0].clone(),
             tables[i].clone(),
+            holds.region(region),
             layout.cursor_path(&format!("table-{region}")),
             stop_rx.clone(),
         )));
