@@ -78,6 +78,8 @@ pub struct Origin {
     converge: crate::converge::Converge,
     lockout: Lockout,
     metrics: Metrics,
+    /// Local counters and the operator's EMF records ([`crate::counters`]).
+    observer: crate::counters::Observer,
     proxy: Proxy,
     /// `X-Skyhost-Region`'s value, built once.
     region_header: HeaderValue,
@@ -339,6 +341,7 @@ impl Origin {
             config.auth_lockout,
         );
         let metrics = Metrics::new(&config.region, config.emit_metrics);
+        let observer = crate::counters::Observer::new(&config.region, config.emit_metrics);
         let proxy = Proxy::new(config.proxy.clone());
         let region_header = header_value(&config.region);
         let answers = cache.site_generation().is_some().then(|| {
@@ -361,8 +364,21 @@ impl Origin {
             resolver,
             lockout,
             metrics,
+            observer,
             proxy,
         }
+    }
+
+    /// The same origin, counting what it answers into `counters` (local mode: the counters
+    /// of its region, served at [`crate::counters::METRICS_PATH`]).
+    pub fn with_counters(mut self, counters: Arc<crate::counters::Counters>) -> Origin {
+        self.observer = self.observer.with_counters(counters);
+        self
+    }
+
+    /// What this origin observes ([`crate::counters`]).
+    pub fn observer(&self) -> &crate::counters::Observer {
+        &self.observer
     }
 
     /// The origin of a Lambda function: configuration from the environment, the sites
@@ -506,6 +522,8 @@ impl Origin {
         if head {
             *resp.body_mut() = OriginBody::empty();
         }
+        self.observer
+            .answer(parts.uri.path(), resp.status(), log.outcome);
         if !log.enabled && !self.metrics.enabled() {
             return resp;
         }
@@ -680,14 +698,18 @@ impl Origin {
             "/_skyhost/health" if get_or_head => {
                 let (status, report) = self
                     .health
-                    .get_or_check(|| {
-                        health::report(
+                    .get_or_check(|| async {
+                        let checked = health::report(
                             &self.config.region,
                             self.meta.as_ref(),
                             self.data.local().as_ref(),
                             self.cache.as_ref(),
                             self.config.redis_url.is_some(),
                         )
+                        .await;
+                        // Once per check, not per probe: the alarm counts checks.
+                        self.observer.health(checked.0);
+                        checked
                     })
                     .await;
                 if status != StatusCode::OK {

@@ -5,7 +5,7 @@
 //! Pure decisions have their own modules ([`path`], [`conditional`], [`range`],
 //! [`encoding`], [`cache_control`], [`limits`], [`forwarded`], [`geo`]); I/O sits in [`resolve`], [`data`],
 //! [`health`],
-//! [`notify`], [`auth`], [`proxy`], [`metrics`], [`server`] and [`lambda`].
+//! [`notify`], [`auth`], [`proxy`], [`metrics`], [`counters`], [`server`] and [`lambda`].
 
 pub mod answers;
 pub mod auth;
@@ -14,6 +14,7 @@ pub mod cache_control;
 pub mod conditional;
 pub mod config;
 pub mod converge;
+pub mod counters;
 pub mod data;
 pub mod encoding;
 pub mod forwarded;
