@@ -171,7 +171,7 @@ pub fn render(rows: &[DomainStatus]) -> String {
         }
         if r.route53 {
             s.push_str(
-                "  Route 53 holds the zone: skyhost writes the domain's alias records itself.\n",
+                "  Route 53 holds the zone: skyhost writes every record itself (validation and aliases).\n",
             );
         }
     }

@@ -15,8 +15,8 @@ use aws_sdk_cloudfront::types::{
     Aliases, DistributionConfig, MinimumProtocolVersion, SslSupportMethod, ViewerCertificate,
 };
 use aws_sdk_route53::types::{
-    AliasTarget, Change, ChangeAction, ChangeBatch, ResourceRecordSet, ResourceRecordSetRegion,
-    RrType,
+    AliasTarget, Change, ChangeAction, ChangeBatch, ResourceRecord, ResourceRecordSet,
+    ResourceRecordSetRegion, RrType,
 };
 
 /// The AWS adapter.
@@ -248,6 +248,26 @@ impl AwsCloud {
         zone: &str,
         name: &str,
     ) -> Result<Vec<ResourceRecordSet>, CloudError> {
+        Ok(self
+            .sets(zone, name)
+            .await?
+            .into_iter()
+            .filter(|s| matches!(s.r#type(), RrType::A | RrType::Aaaa))
+            .filter(|s| s.alias_target().is_some())
+            .collect())
+    }
+
+    /// The CNAME of `name` in `zone`, if any.
+    async fn cname(&self, zone: &str, name: &str) -> Result<Option<ResourceRecordSet>, CloudError> {
+        Ok(self
+            .sets(zone, name)
+            .await?
+            .into_iter()
+            .find(|s| *s.r#type() == RrType::Cname))
+    }
+
+    /// Every record set of `name` in `zone`.
+    async fn sets(&self, zone: &str, name: &str) -> Result<Vec<ResourceRecordSet>, CloudError> {
         let out = self
             .route53()
             .list_resource_record_sets()
@@ -261,10 +281,28 @@ impl AwsCloud {
             .resource_record_sets()
             .iter()
             .filter(|s| dns(s.name()) == dns(name))
-            .filter(|s| matches!(s.r#type(), RrType::A | RrType::Aaaa))
-            .filter(|s| s.alias_target().is_some())
             .cloned()
             .collect())
+    }
+
+    async fn change(&self, zone: &str, changes: Vec<Change>) -> Result<(), CloudError> {
+        if changes.is_empty() {
+            return Ok(());
+        }
+        self.route53()
+            .change_resource_record_sets()
+            .hosted_zone_id(zone)
+            .change_batch(
+                ChangeBatch::builder()
+                    .set_changes(Some(changes))
+                    .comment("skyhost custom domain")
+                    .build()
+                    .map_err(|e| build_err("route53", e))?,
+            )
+            .send()
+            .await
+            .map_err(|e| err("route53 ChangeResourceRecordSets", e))?;
+        Ok(())
     }
 }
 
@@ -683,23 +721,69 @@ impl Cloud for AwsCloud {
                 );
             }
         }
-        if changes.is_empty() {
-            return Ok(());
+        self.change(zone, changes).await
+    }
+
+    async fn cnames_present(&self, zone: &str, records: &[DnsRecord]) -> Result<bool, CloudError> {
+        for r in records {
+            let value = self
+                .cname(zone, &r.name)
+                .await?
+                .and_then(|set| set.resource_records().first().map(|v| dns(v.value())));
+            if value.as_deref() != Some(dns(&r.value).as_str()) {
+                return Ok(false);
+            }
         }
-        self.route53()
-            .change_resource_record_sets()
-            .hosted_zone_id(zone)
-            .change_batch(
-                ChangeBatch::builder()
-                    .set_changes(Some(changes))
-                    .comment("skyhost custom domain")
+        Ok(true)
+    }
+
+    async fn upsert_cnames(&self, zone: &str, records: &[DnsRecord]) -> Result<(), CloudError> {
+        let mut changes = Vec::new();
+        for r in records.iter().filter(|r| r.kind == "CNAME") {
+            let set = ResourceRecordSet::builder()
+                .name(&r.name)
+                .r#type(RrType::Cname)
+                .ttl(300)
+                .resource_records(
+                    ResourceRecord::builder()
+                        .value(&r.value)
+                        .build()
+                        .map_err(|e| build_err("route53", e))?,
+                )
+                .build()
+                .map_err(|e| build_err("route53", e))?;
+            changes.push(
+                Change::builder()
+                    .action(ChangeAction::Upsert)
+                    .resource_record_set(set)
                     .build()
                     .map_err(|e| build_err("route53", e))?,
-            )
-            .send()
-            .await
-            .map_err(|e| err("route53 ChangeResourceRecordSets", e))?;
-        Ok(())
+            );
+        }
+        self.change(zone, changes).await
+    }
+
+    async fn delete_cnames(&self, zone: &str, records: &[DnsRecord]) -> Result<(), CloudError> {
+        let mut changes = Vec::new();
+        for r in records {
+            // Only the value skyhost wrote: an owner's own record of the name stays.
+            if let Some(set) = self.cname(zone, &r.name).await? {
+                let ours = set
+                    .resource_records()
+                    .iter()
+                    .any(|v| dns(v.value()) == dns(&r.value));
+                if ours {
+                    changes.push(
+                        Change::builder()
+                            .action(ChangeAction::Delete)
+                            .resource_record_set(set)
+                            .build()
+                            .map_err(|e| build_err("route53", e))?,
+                    );
+                }
+            }
+        }
+        self.change(zone, changes).await
     }
 
     async fn has_records(&self, zone: &str, name: &str) -> Result<bool, CloudError> {
@@ -717,22 +801,7 @@ impl Cloud for AwsCloud {
                     .map_err(|e| build_err("route53", e))?,
             );
         }
-        if changes.is_empty() {
-            return Ok(());
-        }
-        self.route53()
-            .change_resource_record_sets()
-            .hosted_zone_id(zone)
-            .change_batch(
-                ChangeBatch::builder()
-                    .set_changes(Some(changes))
-                    .build()
-                    .map_err(|e| build_err("route53", e))?,
-            )
-            .send()
-            .await
-            .map_err(|e| err("route53 ChangeResourceRecordSets", e))?;
-        Ok(())
+        self.change(zone, changes).await
     }
 }
 

@@ -112,6 +112,12 @@ pub trait Cloud: Send + Sync {
     ) -> Result<bool, CloudError>;
     /// Creates or updates the records.
     async fn upsert_records(&self, zone: &str, records: &[AliasRecord]) -> Result<(), CloudError>;
+    /// Whether every CNAME is in the zone with its value.
+    async fn cnames_present(&self, zone: &str, records: &[DnsRecord]) -> Result<bool, CloudError>;
+    /// Creates or updates the CNAMEs.
+    async fn upsert_cnames(&self, zone: &str, records: &[DnsRecord]) -> Result<(), CloudError>;
+    /// Deletes the CNAMEs that are in the zone as given; absent ones are no error.
+    async fn delete_cnames(&self, zone: &str, records: &[DnsRecord]) -> Result<(), CloudError>;
     /// Whether `name` has alias records skyhost writes (to CloudFront or API Gateway).
     async fn has_records(&self, zone: &str, name: &str) -> Result<bool, CloudError>;
     /// Deletes the alias records of `name` that skyhost writes; none is no error.

@@ -212,6 +212,12 @@ impl Flow {
                             self.cloud.delete_records(zone, &record.domain).await?;
                         }
                     }
+                    RemovalStep::DeleteValidation => {
+                        if let Some(zone) = &record.zone {
+                            self.cloud.delete_cnames(zone, &record.validation).await?;
+                        }
+                        record.validation.clear();
+                    }
                     RemovalStep::Detach(target) => {
                         waiting |= !self.cloud.detach(&target, &record.domain).await?;
                     }
@@ -283,12 +289,21 @@ impl Flow {
             },
             None => false,
         };
+        let validation_written = match &record.zone {
+            // Taken down from what was recorded: the certificates may be gone already.
+            Some(_) if record.phase == Phase::Removing => !record.validation.is_empty(),
+            Some(zone) if !validation.is_empty() => {
+                self.cloud.cnames_present(zone, &validation).await?
+            }
+            _ => false,
+        };
         Ok(Seen {
             observed: Observed {
                 certificates,
                 attachments,
                 zone: record.zone.is_some(),
                 records,
+                validation: validation_written,
             },
             validation,
             endpoints,
@@ -320,6 +335,13 @@ impl Flow {
                     .into());
                 };
                 self.cloud.attach(target, &domain, arn).await?;
+            }
+            Step::WriteValidation => {
+                if let Some(zone) = &record.zone {
+                    if !seen.validation.is_empty() {
+                        self.cloud.upsert_cnames(zone, &seen.validation).await?;
+                    }
+                }
             }
             Step::WriteRecords => {
                 if let (Some(zone), Some(records)) =
@@ -378,18 +400,19 @@ impl Flow {
 }
 
 /// The DNS records the owner creates for a domain: the validation CNAMEs, and the domain
-/// itself (a CNAME, or an ALIAS/ANAME at the apex) unless Route 53 holds its zone and
-/// skyhost writes it.
+/// itself (a CNAME, or an ALIAS/ANAME at the apex). None when Route 53 holds its zone:
+/// skyhost writes them all there.
 pub fn owner_records(record: &DomainRecord) -> Vec<DnsRecord> {
+    if record.zone.is_some() {
+        return Vec::new();
+    }
     let mut out = record.validation.clone();
-    if record.zone.is_none() {
-        if let Some(target) = &record.target {
-            out.push(DnsRecord {
-                name: record.domain.clone(),
-                kind: "CNAME".to_string(),
-                value: target.clone(),
-            });
-        }
+    if let Some(target) = &record.target {
+        out.push(DnsRecord {
+            name: record.domain.clone(),
+            kind: "CNAME".to_string(),
+            value: target.clone(),
+        });
     }
     out
 }

@@ -132,6 +132,9 @@ pub struct Observed {
     pub zone: bool,
     /// Whether every record skyhost writes is in place (`false` without a zone).
     pub records: bool,
+    /// Whether ACM's validation CNAMEs are in the zone (`false` without a zone). While
+    /// removing: whether any is left.
+    pub validation: bool,
 }
 
 /// One step towards serving.
@@ -143,6 +146,8 @@ pub enum Step {
     Attach(Target),
     /// Write the domain's alias (latency) records in its Route 53 zone.
     WriteRecords,
+    /// Write ACM's validation CNAMEs in the domain's Route 53 zone.
+    WriteValidation,
 }
 
 /// The phase and the steps to take now.
@@ -181,9 +186,15 @@ pub fn plan(o: &Observed) -> Plan {
         .collect();
     let all_issued = o.certificates.iter().all(|(_, c)| *c == CertState::Issued);
     if !all_issued {
+        let mut steps = requests;
+        // Route 53 holds the zone: skyhost validates, once ACM has named the records.
+        let named = steps.is_empty();
+        if o.zone && !o.validation && named {
+            steps.push(Step::WriteValidation);
+        }
         return Plan {
             phase: Phase::PendingValidation,
-            steps: requests,
+            steps,
             reason: None,
         };
     }
@@ -224,6 +235,8 @@ pub fn plan(o: &Observed) -> Plan {
 pub enum RemovalStep {
     /// Delete the records skyhost wrote in the domain's zone.
     DeleteRecords,
+    /// Delete the validation CNAMEs skyhost wrote in the domain's zone.
+    DeleteValidation,
     /// Detach from a target (a distribution is disabled first, deleted once disabled).
     Detach(Target),
     /// Delete the certificate of a region (ACM refuses while something uses it).
@@ -235,6 +248,9 @@ pub fn plan_removal(o: &Observed) -> Vec<RemovalStep> {
     let mut steps = Vec::new();
     if o.zone && o.records {
         steps.push(RemovalStep::DeleteRecords);
+    }
+    if o.zone && o.validation {
+        steps.push(RemovalStep::DeleteValidation);
     }
     let attached: Vec<RemovalStep> = o
         .attachments

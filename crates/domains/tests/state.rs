@@ -18,7 +18,14 @@ fn seen(certs: [C; 2], attached: [A; 2], zone: bool, records: bool) -> Observed 
         attachments: vec![(region("us-west-2"), a1), (region("eu-central-1"), a2)],
         zone,
         records,
+        validation: false,
     }
+}
+
+/// [`seen`] with the validation CNAMEs written (`true`) or not.
+fn validated(mut o: Observed, written: bool) -> Observed {
+    o.validation = written;
+    o
 }
 
 #[test]
@@ -49,7 +56,18 @@ fn plan_table() {
             PendingValidation,
             vec![req("eu-central-1")],
         ),
-        // Waiting for the owner's validation records.
+        // Waiting for the owner's validation records (no zone skyhost may write in).
+        (
+            seen(
+                [C::Pending, C::Issued],
+                [A::Missing, A::Missing],
+                false,
+                false,
+            ),
+            PendingValidation,
+            vec![],
+        ),
+        // Route 53 holds the zone: skyhost writes the validation CNAMEs, then waits.
         (
             seen(
                 [C::Pending, C::Issued],
@@ -58,7 +76,31 @@ fn plan_table() {
                 false,
             ),
             PendingValidation,
+            vec![Step::WriteValidation],
+        ),
+        (
+            validated(
+                seen(
+                    [C::Pending, C::Pending],
+                    [A::Missing, A::Missing],
+                    true,
+                    false,
+                ),
+                true,
+            ),
+            PendingValidation,
             vec![],
+        ),
+        // Not before every certificate is requested (their records are not all named).
+        (
+            seen(
+                [C::Pending, C::Missing],
+                [A::Missing, A::Missing],
+                true,
+                false,
+            ),
+            PendingValidation,
+            vec![req("eu-central-1")],
         ),
         // Issued: attach everywhere.
         (
@@ -173,6 +215,23 @@ fn removal_table() {
                 false,
             ),
             vec![delete("us-west-2"), delete("eu-central-1")],
+        ),
+        // The validation CNAMEs skyhost wrote go with the records.
+        (
+            validated(
+                seen(
+                    [C::Issued, C::Issued],
+                    [A::Missing, A::Missing],
+                    true,
+                    false,
+                ),
+                true,
+            ),
+            vec![
+                R::DeleteValidation,
+                delete("us-west-2"),
+                delete("eu-central-1"),
+            ],
         ),
         // Nothing left.
         (
