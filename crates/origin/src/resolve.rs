@@ -51,7 +51,7 @@ pub struct Loaded {
 
 impl Loaded {
     fn new(manifest: Manifest) -> Self {
-        let value = crate::handler::header_value;
+        let value = crate::responses::header_value;
         let rules = &manifest.rules;
         let answerable = rules.auth.is_empty()
             && rules
