@@ -54,6 +54,8 @@ pub struct Origin {
     /// Serves a site's paths once the site is known.
     sites: Sites,
     metrics: Metrics,
+    /// Local counters and the operator's EMF records ([`crate::counters`]).
+    observer: crate::counters::Observer,
     /// `X-Skyhost-Region`'s value, built once.
     region_header: HeaderValue,
     /// Each serving thread's most requested answers; `None` when the cache cannot say
@@ -122,6 +124,7 @@ impl Origin {
             config.auth_lockout,
         );
         let metrics = Metrics::new(&config.region, config.emit_metrics);
+        let observer = crate::counters::Observer::new(&config.region, config.emit_metrics);
         let proxy = Proxy::new(config.proxy.clone());
         let region_header = header_value(&config.region);
         let answers = cache.site_generation().is_some().then(|| {
@@ -148,7 +151,20 @@ impl Origin {
             data,
             resolver,
             metrics,
+            observer,
         }
+    }
+
+    /// The same origin, counting what it answers into `counters` (local mode: the counters
+    /// of its region, served at [`crate::counters::METRICS_PATH`]).
+    pub fn with_counters(mut self, counters: Arc<crate::counters::Counters>) -> Origin {
+        self.observer = self.observer.with_counters(counters);
+        self
+    }
+
+    /// What this origin observes ([`crate::counters`]).
+    pub fn observer(&self) -> &crate::counters::Observer {
+        &self.observer
     }
 
     /// How many kept answers ([`crate::answers`]) the calling thread has served.
@@ -254,6 +270,8 @@ impl Origin {
         if head {
             *resp.body_mut() = OriginBody::empty();
         }
+        self.observer
+            .answer(parts.uri.path(), resp.status(), outcome);
         let logged = tracing::enabled!(target: "skyhost_origin::request", tracing::Level::INFO);
         if !logged && !self.metrics.enabled() {
             return resp;
@@ -428,14 +446,18 @@ impl Origin {
             "/_skyhost/health" if get_or_head => {
                 let (status, report) = self
                     .health
-                    .get_or_check(|| {
-                        health::report(
+                    .get_or_check(|| async {
+                        let checked = health::report(
                             &self.config.region,
                             self.meta.as_ref(),
                             self.data.local().as_ref(),
                             self.cache.as_ref(),
                             self.config.redis_url.is_some(),
                         )
+                        .await;
+                        // Once per check, not per probe: the alarm counts checks.
+                        self.observer.health(checked.0);
+                        checked
                     })
                     .await;
                 if status != StatusCode::OK {

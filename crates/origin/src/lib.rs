@@ -8,9 +8,9 @@
 //! names every module shares, and [`aws`] the one place that builds the AWS setup.
 //!
 //! Pure decisions have their own modules ([`path`], [`file_response`], [`conditional`],
-//! [`range`], [`encoding`], [`cache_control`], [`limits`], [`forwarded`]); I/O sits in
-//! [`resolve`], [`data`], [`health`], [`notify`], [`auth`], [`proxy`], [`metrics`],
-//! [`server`] and [`lambda`].
+//! [`range`], [`encoding`], [`cache_control`], [`limits`], [`forwarded`], [`geo`]); I/O sits
+//! in [`resolve`], [`data`], [`health`], [`notify`], [`auth`], [`proxy`], [`metrics`],
+//! [`counters`], [`server`] and [`lambda`].
 
 pub mod answers;
 pub mod auth;
@@ -20,10 +20,12 @@ pub mod cache_control;
 pub mod conditional;
 pub mod config;
 pub mod converge;
+pub mod counters;
 pub mod data;
 pub mod encoding;
 pub mod file_response;
 pub mod forwarded;
+pub mod geo;
 pub mod handler;
 pub mod health;
 pub mod lambda;

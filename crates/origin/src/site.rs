@@ -7,6 +7,7 @@ use crate::auth::{AuthDecision, Lockout};
 use crate::body::{BodyError, OriginBody};
 use crate::data::{CacheOutcome, DataPath};
 use crate::file_response::{self, FilePlan, FileRequest, Mode, PlannedBody, ServedFile};
+use crate::geo::VIEWER_COUNTRY;
 use crate::path::{self, Policy, Resolved};
 use crate::proxy::{ClientInfo, Proxy};
 use crate::responses::{
@@ -25,7 +26,6 @@ use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 
 const X_FORWARDED_PROTO: &str = "x-forwarded-proto";
-const VIEWER_COUNTRY: &str = "cloudfront-viewer-country";
 
 /// A site request being served.
 pub(crate) struct SiteCtx<'a> {
@@ -117,6 +117,9 @@ impl Sites {
     /// Serves the request: auth, `_redirects`, then the path.
     pub async fn serve(&self, ctx: &SiteCtx<'_>) -> Served {
         let rules = &ctx.manifest.rules;
+        if let Some(refusal) = crate::geo::refusal(rules, &ctx.parts.headers) {
+            return self.geo_refused(ctx, refusal).await;
+        }
         let mut granted: Option<&str> = None;
         if let Some(rule) = rules.auth_for(&ctx.path) {
             if let Some(denied) = self.authorize(ctx, rule).await {
@@ -161,6 +164,17 @@ impl Sites {
             }
             Some(RedirectAction::Proxy { url }) => self.proxy(ctx, &url, granted.is_some()).await,
         }
+    }
+
+    /// 403 to a visitor the site's `[geo]` refuses: its page, else a plain message.
+    async fn geo_refused(&self, ctx: &SiteCtx<'_>, refusal: crate::geo::Refusal<'_>) -> Served {
+        if let Some(Resolved::File(f)) = refusal.page.map(|p| ctx.resolve(p, ctx.policy.lenient()))
+        {
+            return self
+                .serve_file(ctx, &f, StatusCode::FORBIDDEN, Mode::Page)
+                .await;
+        }
+        Served::made(plain(StatusCode::FORBIDDEN, crate::geo::REFUSED_TEXT))
     }
 
     async fn authorize(&self, ctx: &SiteCtx<'_>, rule: &AuthRule) -> Option<Response<OriginBody>> {
