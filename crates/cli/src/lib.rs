@@ -6,6 +6,7 @@ pub mod activate;
 pub mod backend;
 pub mod cli;
 pub mod deploy;
+pub mod domains;
 pub mod heal;
 pub mod local;
 pub mod progress;
