@@ -197,6 +197,23 @@ pub enum LocalAction {
         #[arg(long, default_value = ".skyhost")]
         dir: PathBuf,
     },
+    /// Hold back a region's notifications and table replication: it goes on serving what
+    /// it has and falls behind (a lagging region, for the dashboard and drills).
+    Hold {
+        /// The region (not the primary).
+        region: String,
+        /// The state folder.
+        #[arg(long, default_value = ".skyhost")]
+        dir: PathBuf,
+    },
+    /// Let a held region catch up.
+    Release {
+        /// The region.
+        region: String,
+        /// The state folder.
+        #[arg(long, default_value = ".skyhost")]
+        dir: PathBuf,
+    },
     /// Put a region in maintenance (failover drill).
     Fail {
         /// The region.
@@ -480,6 +497,14 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             LocalAction::Outage { region, dir } => {
                 crate::local::drill::drill(dir, region, true)?;
                 println!("region {region} is out: its table replica, bucket, origins and notify endpoint are unreachable; `skyhost local restore {region}` brings it back");
+            }
+            LocalAction::Hold { region, dir } => {
+                crate::local::drill::hold(dir, region, true)?;
+                println!("region {region} is held: it serves what it has and falls behind; `skyhost local release {region}` lets it catch up");
+            }
+            LocalAction::Release { region, dir } => {
+                crate::local::drill::hold(dir, region, false)?;
+                println!("region {region} is released: it catches up with every change it missed");
             }
             LocalAction::Restore { region, dir } => {
                 crate::local::drill::drill(dir, region, false)?;

@@ -14,6 +14,7 @@ use crate::config::OriginConfig;
 use crate::data::{CacheOutcome, DataError, DataPath};
 use crate::encoding;
 use crate::forwarded::Gate;
+use crate::geo::VIEWER_COUNTRY;
 use crate::health;
 use crate::metrics::Metrics;
 use crate::notify;
@@ -54,7 +55,6 @@ const TEXT: HeaderValue = HeaderValue::from_static("text/plain; charset=utf-8");
 const X_FORWARDED_HOST: &str = "x-forwarded-host";
 const X_FORWARDED_FOR: &str = "x-forwarded-for";
 const X_FORWARDED_PROTO: &str = "x-forwarded-proto";
-const VIEWER_COUNTRY: &str = "cloudfront-viewer-country";
 
 /// Why an origin could not be built from the environment.
 #[derive(Debug, thiserror::Error)]
@@ -78,6 +78,8 @@ pub struct Origin {
     converge: crate::converge::Converge,
     lockout: Lockout,
     metrics: Metrics,
+    /// Local counters and the operator's EMF records ([`crate::counters`]).
+    observer: crate::counters::Observer,
     proxy: Proxy,
     /// `X-Skyhost-Region`'s value, built once.
     region_header: HeaderValue,
@@ -339,6 +341,7 @@ impl Origin {
             config.auth_lockout,
         );
         let metrics = Metrics::new(&config.region, config.emit_metrics);
+        let observer = crate::counters::Observer::new(&config.region, config.emit_metrics);
         let proxy = Proxy::new(config.proxy.clone());
         let region_header = header_value(&config.region);
         let answers = cache.site_generation().is_some().then(|| {
@@ -361,8 +364,21 @@ impl Origin {
             resolver,
             lockout,
             metrics,
+            observer,
             proxy,
         }
+    }
+
+    /// The same origin, counting what it answers into `counters` (local mode: the counters
+    /// of its region, served at [`crate::counters::METRICS_PATH`]).
+    pub fn with_counters(mut self, counters: Arc<crate::counters::Counters>) -> Origin {
+        self.observer = self.observer.with_counters(counters);
+        self
+    }
+
+    /// What this origin observes ([`crate::counters`]).
+    pub fn observer(&self) -> &crate::counters::Observer {
+        &self.observer
     }
 
     /// The origin of a Lambda function: configuration from the environment, the sites
@@ -506,6 +522,8 @@ impl Origin {
         if head {
             *resp.body_mut() = OriginBody::empty();
         }
+        self.observer
+            .answer(parts.uri.path(), resp.status(), log.outcome);
         if !log.enabled && !self.metrics.enabled() {
             return resp;
         }
@@ -680,14 +698,18 @@ impl Origin {
             "/_skyhost/health" if get_or_head => {
                 let (status, report) = self
                     .health
-                    .get_or_check(|| {
-                        health::report(
+                    .get_or_check(|| async {
+                        let checked = health::report(
                             &self.config.region,
                             self.meta.as_ref(),
                             self.data.local().as_ref(),
                             self.cache.as_ref(),
                             self.config.redis_url.is_some(),
                         )
+                        .await;
+                        // Once per check, not per probe: the alarm counts checks.
+                        self.observer.health(checked.0);
+                        checked
                     })
                     .await;
                 if status != StatusCode::OK {
@@ -737,6 +759,9 @@ impl Origin {
 
     async fn serve_site(&self, ctx: &SiteCtx<'_>) -> Response<OriginBody> {
         let rules = &ctx.manifest.rules;
+        if let Some(refusal) = crate::geo::refusal(rules, &ctx.parts.headers) {
+            return self.geo_refused(ctx, refusal).await;
+        }
         let mut granted: Option<&str> = None;
         if let Some(rule) = rules.auth_for(&ctx.path) {
             if let Some(denied) = self.authorize(ctx, rule).await {
@@ -781,6 +806,21 @@ impl Origin {
             }
             Some(RedirectAction::Proxy { url }) => self.proxy(ctx, &url, granted.is_some()).await,
         }
+    }
+
+    /// 403 to a visitor the site's `[geo]` refuses: its page, else a plain message.
+    async fn geo_refused(
+        &self,
+        ctx: &SiteCtx<'_>,
+        refusal: crate::geo::Refusal<'_>,
+    ) -> Response<OriginBody> {
+        if let Some(Resolved::File(f)) = refusal.page.map(|p| ctx.resolve(p, ctx.policy.lenient()))
+        {
+            return self
+                .serve_file(ctx, &f, StatusCode::FORBIDDEN, Mode::Page)
+                .await;
+        }
+        plain(StatusCode::FORBIDDEN, crate::geo::REFUSED_TEXT)
     }
 
     async fn authorize(&self, ctx: &SiteCtx<'_>, rule: &AuthRule) -> Option<Response<OriginBody>> {

@@ -3,9 +3,9 @@
 //! local mode's plain HTTP listeners ([`server`]), through the one [`Origin::handle`].
 //!
 //! Pure decisions have their own modules ([`path`], [`conditional`], [`range`],
-//! [`encoding`], [`cache_control`], [`limits`], [`forwarded`]); I/O sits in [`resolve`], [`data`],
+//! [`encoding`], [`cache_control`], [`limits`], [`forwarded`], [`geo`]); I/O sits in [`resolve`], [`data`],
 //! [`health`],
-//! [`notify`], [`auth`], [`proxy`], [`metrics`], [`server`] and [`lambda`].
+//! [`notify`], [`auth`], [`proxy`], [`metrics`], [`counters`], [`server`] and [`lambda`].
 
 pub mod answers;
 pub mod auth;
@@ -14,9 +14,11 @@ pub mod cache_control;
 pub mod conditional;
 pub mod config;
 pub mod converge;
+pub mod counters;
 pub mod data;
 pub mod encoding;
 pub mod forwarded;
+pub mod geo;
 pub mod handler;
 pub mod health;
 pub mod lambda;

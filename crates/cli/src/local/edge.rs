@@ -12,7 +12,7 @@ use hyper::body::{Frame, Incoming};
 use hyper_util::rt::TokioIo;
 use skyhost_origin::forwarded::ORIGIN_VERIFY;
 use skyhost_origin::listener::{Limits, Refusal, Slots};
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -28,6 +28,8 @@ pub struct Target {
     /// Its origin's base URL.
     pub base: String,
     healthy: AtomicBool,
+    /// Requests sent to this region.
+    routed: AtomicU64,
     fails: AtomicU32,
     oks: AtomicU32,
 }
@@ -73,6 +75,7 @@ impl Edge {
                     region,
                     base,
                     healthy: AtomicBool::new(true),
+                    routed: AtomicU64::new(0),
                     fails: AtomicU32::new(0),
                     oks: AtomicU32::new(0),
                 })
@@ -143,9 +146,48 @@ impl Edge {
         r
     }
 
+    /// The router's view in Prometheus' text format: each region's health as the
+    /// router judges it (what Route 53 would) and the requests it sent there.
+    pub fn exposition(&self) -> String {
+        let mut out = String::from(
+            "# HELP skyhost_edge_region_healthy Whether the edge router sends visitors to the region.\n\
+             # TYPE skyhost_edge_region_healthy gauge\n",
+        );
+        for t in &self.targets {
+            out.push_str(&format!(
+                "skyhost_edge_region_healthy{{region=\"{}\"}} {}\n",
+                t.region,
+                u8::from(t.healthy.load(Ordering::Relaxed))
+            ));
+        }
+        out.push_str(
+            "# HELP skyhost_edge_requests_total Requests the edge router sent to the region.\n\
+             # TYPE skyhost_edge_requests_total counter\n",
+        );
+        for t in &self.targets {
+            out.push_str(&format!(
+                "skyhost_edge_requests_total{{region=\"{}\"}} {}\n",
+                t.region,
+                t.routed.load(Ordering::Relaxed)
+            ));
+        }
+        out
+    }
+
     /// Answers one request, its body already read whole, through the chosen region. The
     /// body goes on with a length of its own: no framing header of the visitor's is sent.
+    /// `/_skyhost/metrics` is the router's own ([`Edge::exposition`]).
     pub async fn forward(&self, req: http::Request<Bytes>) -> http::Response<Body> {
+        if req.uri().path() == skyhost_origin::counters::METRICS_PATH
+            && req.method() == http::Method::GET
+        {
+            let mut r = Self::plain(200, &self.exposition());
+            r.headers_mut().insert(
+                http::header::CONTENT_TYPE,
+                http::HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+            );
+            return r;
+        }
         let client_region = req
             .headers()
             .get(CLIENT_REGION)
@@ -156,6 +198,7 @@ impl Edge {
             return Self::plain(503, "no healthy region\n");
         };
         let t = &self.targets[i];
+        t.routed.fetch_add(1, Ordering::Relaxed);
         if self.opts.emulate_latency {
             let ms = latency::rtt_ms(&client_region, &t.region);
             tokio::time::sleep(Duration::from_millis(u64::from(ms))).await;
