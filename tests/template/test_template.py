@@ -836,6 +836,40 @@ def test_cloudfront_sends_the_origin_verify_secret(template: dict, version: str)
     assert not allowed.fullmatch("AWSCURRENT")
 
 
+@pytest.mark.parametrize("replicas", ["", "eu-central-1", "eu-central-1,ap-southeast-1"])
+def test_cloudfront_fails_over_to_another_region(template: dict, replicas: str) -> None:
+    params = {
+        "PrimaryRegion": "us-west-2",
+        "ReplicaRegions": replicas,
+        "DomainName": "origin.skyhost.example",
+        "EnableCloudFront": "true",
+        "OriginVerifySecretName": "team/front",
+    }
+    stack = Stack(template, "us-west-2", params)
+    config = stack.eval(template["Resources"]["EdgeDistribution"]["Properties"]["DistributionConfig"])
+    origins = {o["Id"]: o for o in config["Origins"]}
+    target = config["DefaultCacheBehavior"]["TargetOriginId"]
+    if not replicas:
+        # One region: nowhere else to go.
+        assert list(origins) == ["skyhost-origin"] and target == "skyhost-origin"
+        assert "OriginGroups" not in config
+        return
+    [group] = config["OriginGroups"]["Items"]
+    assert config["OriginGroups"]["Quantity"] == 1
+    assert target == group["Id"]
+    members = [m["OriginId"] for m in group["Members"]["Items"]]
+    assert group["Members"]["Quantity"] == len(members) == 2
+    # The latency-routed name first, then another region's own name.
+    assert origins[members[0]]["DomainName"] == "origin.skyhost.example"
+    first_replica = replicas.split(",")[0]
+    assert origins[members[1]]["DomainName"] == f"{first_replica}.origin.skyhost.example"
+    codes = group["FailoverCriteria"]["StatusCodes"]
+    assert sorted(codes["Items"]) == [500, 502, 503, 504] and codes["Quantity"] == 4
+    # Both send the origin-verify header, so the second region trusts the forwarded ones.
+    assert origins[members[1]]["OriginCustomHeaders"] == origins[members[0]]["OriginCustomHeaders"]
+    assert origins[members[1]]["CustomOriginConfig"] == origins[members[0]]["CustomOriginConfig"]
+
+
 def rule_holds(stack: Stack, rule: dict) -> bool:
     if "RuleCondition" in rule and not stack.truth(rule["RuleCondition"]):
         return True

@@ -77,6 +77,22 @@ pub enum Command {
         /// Print JSON.
         #[arg(long)]
         json: bool,
+        /// Refresh the view in place every --interval seconds, until Ctrl-C.
+        #[arg(long, conflicts_with = "json")]
+        watch: bool,
+        /// Seconds between refreshes with --watch.
+        #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u64).range(1..=3600))]
+        interval: u64,
+    },
+    /// Serve a live dashboard: a map of the regions' health, what each serves of each
+    /// site, the last deploys, and each region's traffic.
+    Dashboard {
+        /// Where to serve the page.
+        #[arg(long, default_value = "127.0.0.1:8090")]
+        listen: std::net::SocketAddr,
+        /// Milliseconds between polls of the regions.
+        #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(100..=600_000))]
+        interval_ms: u64,
     },
     /// List the sites.
     Sites {
@@ -368,14 +384,40 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 s.revision
             );
         }
-        Command::Status { site, json } => {
+        Command::Status {
+            site,
+            json,
+            watch,
+            interval,
+        } => {
             let b = backend(&cli).await?;
+            if *watch {
+                crate::status::watch(&b, site.as_ref(), Duration::from_secs(*interval)).await?;
+                return Ok(ExitCode::SUCCESS);
+            }
             let st = crate::status::status(&b, site.as_ref()).await?;
             if *json {
                 print_json(&st)?;
             } else {
                 print!("{}", crate::status::render(&st));
             }
+        }
+        Command::Dashboard {
+            listen,
+            interval_ms,
+        } => {
+            let dashboard = match &cli.local {
+                Some(dir) => crate::dashboard::Dashboard::local(dir)?,
+                None => crate::dashboard::Dashboard::aws(backend(&cli).await?).await?,
+            };
+            crate::dashboard::run(
+                dashboard,
+                crate::dashboard::DashboardOptions {
+                    listen: *listen,
+                    interval: Duration::from_millis(*interval_ms),
+                },
+            )
+            .await?;
         }
         Command::Sites { json } => {
             let b = backend(&cli).await?;
