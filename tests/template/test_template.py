@@ -856,6 +856,39 @@ def test_refusing_direct_access_needs_cloudfront(
     assert rule_holds(stack, rule) == accepted
 
 
+@pytest.mark.parametrize(
+    "kind,countries,restriction",
+    [
+        ("none", "", {"RestrictionType": "none"}),
+        ("allow", "DE,FR", {"RestrictionType": "whitelist", "Locations": "DE,FR"}),
+        ("deny", "RU", {"RestrictionType": "blacklist", "Locations": "RU"}),
+    ],
+)
+def test_platform_geo_restriction_reaches_the_distribution(
+    template: dict, kind: str, countries: str, restriction: dict
+) -> None:
+    param = template["Parameters"]["GeoRestrictionType"]
+    assert param["AllowedValues"] == ["none", "allow", "deny"]
+    assert param["Default"] == "none"
+    params = {
+        "EnableCloudFront": "true",
+        "GeoRestrictionType": kind,
+        "GeoRestrictionCountries": countries,
+    }
+    stack = Stack(template, "us-west-2", params)
+    dist = stack.eval(template["Resources"]["EdgeDistribution"]["Properties"])
+    # The evaluator reads a CommaDelimitedList as its text; CloudFormation splits it.
+    assert dist["DistributionConfig"]["Restrictions"]["GeoRestriction"] == restriction
+    rule = template["Rules"]["GeoRestrictionNeedsCloudFrontAndCountries"]
+    applies = stack.truth(rule["RuleCondition"])
+    assert applies == (kind != "none")
+    # Without the distribution a restriction has nowhere to go: the rule refuses it.
+    alone = Stack(template, "us-west-2", {**params, "EnableCloudFront": "false"})
+    needs_cloudfront = rule["Assertions"][0]["Assert"]
+    assert alone.truth(needs_cloudfront) is False
+    assert stack.truth(needs_cloudfront) is True
+
+
 def test_direct_callers_reach_health_and_notify(template: dict) -> None:
     """With DirectAccess=refuse the origin still answers Route 53's health check and the
     replicator's notifications, which call the regional name without CloudFront."""

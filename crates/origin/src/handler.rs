@@ -14,6 +14,7 @@ use crate::config::OriginConfig;
 use crate::data::{CacheOutcome, DataError, DataPath};
 use crate::encoding;
 use crate::forwarded::Gate;
+use crate::geo::VIEWER_COUNTRY;
 use crate::health;
 use crate::metrics::Metrics;
 use crate::notify;
@@ -54,7 +55,6 @@ const TEXT: HeaderValue = HeaderValue::from_static("text/plain; charset=utf-8");
 const X_FORWARDED_HOST: &str = "x-forwarded-host";
 const X_FORWARDED_FOR: &str = "x-forwarded-for";
 const X_FORWARDED_PROTO: &str = "x-forwarded-proto";
-const VIEWER_COUNTRY: &str = "cloudfront-viewer-country";
 
 /// Why an origin could not be built from the environment.
 #[derive(Debug, thiserror::Error)]
@@ -759,6 +759,9 @@ impl Origin {
 
     async fn serve_site(&self, ctx: &SiteCtx<'_>) -> Response<OriginBody> {
         let rules = &ctx.manifest.rules;
+        if let Some(refusal) = crate::geo::refusal(rules, &ctx.parts.headers) {
+            return self.geo_refused(ctx, refusal).await;
+        }
         let mut granted: Option<&str> = None;
         if let Some(rule) = rules.auth_for(&ctx.path) {
             if let Some(denied) = self.authorize(ctx, rule).await {
@@ -803,6 +806,21 @@ impl Origin {
             }
             Some(RedirectAction::Proxy { url }) => self.proxy(ctx, &url, granted.is_some()).await,
         }
+    }
+
+    /// 403 to a visitor the site's `[geo]` refuses: its page, else a plain message.
+    async fn geo_refused(
+        &self,
+        ctx: &SiteCtx<'_>,
+        refusal: crate::geo::Refusal<'_>,
+    ) -> Response<OriginBody> {
+        if let Some(Resolved::File(f)) = refusal.page.map(|p| ctx.resolve(p, ctx.policy.lenient()))
+        {
+            return self
+                .serve_file(ctx, &f, StatusCode::FORBIDDEN, Mode::Page)
+                .await;
+        }
+        plain(StatusCode::FORBIDDEN, crate::geo::REFUSED_TEXT)
     }
 
     async fn authorize(&self, ctx: &SiteCtx<'_>, rule: &AuthRule) -> Option<Response<OriginBody>> {

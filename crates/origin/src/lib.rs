@@ -3,7 +3,7 @@
 //! local mode's plain HTTP listeners ([`server`]), through the one [`Origin::handle`].
 //!
 //! Pure decisions have their own modules ([`path`], [`conditional`], [`range`],
-//! [`encoding`], [`cache_control`], [`limits`], [`forwarded`]); I/O sits in [`resolve`], [`data`],
+//! [`encoding`], [`cache_control`], [`limits`], [`forwarded`], [`geo`]); I/O sits in [`resolve`], [`data`],
 //! [`health`],
 //! [`notify`], [`auth`], [`proxy`], [`metrics`], [`counters`], [`server`] and [`lambda`].
 
@@ -18,6 +18,7 @@ pub mod counters;
 pub mod data;
 pub mod encoding;
 pub mod forwarded;
+pub mod geo;
 pub mod handler;
 pub mod health;
 pub mod lambda;

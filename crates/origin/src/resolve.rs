@@ -44,8 +44,8 @@ pub struct Loaded {
     /// `Last-Modified` of every file: the deployment's creation time.
     pub last_modified: HeaderValue,
     /// Whether its answers depend only on host, path, query and `Accept-Encoding`: no
-    /// basic auth, and no redirect rule looks at the visitor's country or language
-    /// ([`crate::answers`]).
+    /// basic auth, no `[geo]`, and no redirect rule looks at the visitor's country or
+    /// language ([`crate::answers`]).
     pub answerable: bool,
 }
 
@@ -54,6 +54,7 @@ impl Loaded {
         let value = crate::handler::header_value;
         let rules = &manifest.rules;
         let answerable = rules.auth.is_empty()
+            && rules.geo.is_none()
             && rules
                 .redirects
                 .iter()
