@@ -100,7 +100,7 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Add or remove a site's domains.
+    /// A site's domains: add (with a certificate on AWS), status, remove.
     Domains {
         #[command(subcommand)]
         action: DomainAction,
@@ -129,7 +129,8 @@ pub enum Command {
 /// `domains` actions.
 #[derive(Subcommand, Debug)]
 pub enum DomainAction {
-    /// Add domains to a site.
+    /// Add domains to a site; on AWS, request their certificates and print the DNS
+    /// records to create (the rest finishes on its own).
     Add {
         /// The site.
         #[arg(long)]
@@ -137,6 +138,18 @@ pub enum DomainAction {
         /// The domains.
         #[arg(required = true)]
         domains: Vec<Domain>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Each domain's state: pending validation, issued, attached, serving, failing.
+    Status {
+        /// Only this site's domains.
+        #[arg(long)]
+        site: Option<SiteId>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
     },
     /// Remove domains from a site.
     Remove {
@@ -431,11 +444,27 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 }
             }
         }
+        Command::Domains {
+            action: DomainAction::Status { site, json },
+        } => {
+            let b = backend(&cli).await?;
+            let rows = crate::domains::status(&b, site.as_ref(), cli.local.is_some()).await?;
+            if *json {
+                print_json(&rows)?;
+            } else {
+                print!("{}", crate::domains::render(&rows));
+            }
+        }
         Command::Domains { action } => {
             let b = writer_backend(&cli).await?;
-            let (site, add, remove): (&SiteId, &[Domain], &[Domain]) = match action {
-                DomainAction::Add { site, domains } => (site, domains, &[]),
-                DomainAction::Remove { site, domains } => (site, &[], domains),
+            let (site, add, remove, json): (&SiteId, &[Domain], &[Domain], bool) = match action {
+                DomainAction::Add {
+                    site,
+                    domains,
+                    json,
+                } => (site, domains, &[], *json),
+                DomainAction::Remove { site, domains } => (site, &[], domains, false),
+                DomainAction::Status { .. } => unreachable!("answered above"),
             };
             if matches!(action, DomainAction::Remove { .. }) && b.meta.site(site).await?.is_none() {
                 anyhow::bail!("site {site} does not exist");
@@ -450,7 +479,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 },
             )
             .await?;
-            println!(
+            let mapped = format!(
                 "site {site} domains: {} (revision {})",
                 s.domains
                     .iter()
@@ -459,6 +488,28 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                     .join(", "),
                 s.revision
             );
+            if !add.is_empty() {
+                // The mapping first: the certificate and route then lead to the site.
+                let rows = crate::domains::add(&b, site, add, cli.local.is_some()).await?;
+                if json {
+                    print_json(&rows)?;
+                } else {
+                    println!("{mapped}");
+                    print!("{}", crate::domains::render(&rows));
+                    if rows.iter().any(|r| !r.records.is_empty()) {
+                        println!("skyhost finishes on its own once the certificates are issued; `skyhost domains status` follows it.");
+                    }
+                }
+            } else {
+                println!("{mapped}");
+                let pending = crate::domains::remove(&b, remove).await?;
+                if !pending.is_empty() {
+                    println!(
+                        "still being taken down (the domains function finishes): {}",
+                        pending.join(", ")
+                    );
+                }
+            }
         }
         Command::Verify { repair, json } => {
             let b = backend(&cli).await?;

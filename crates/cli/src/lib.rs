@@ -7,6 +7,7 @@ pub mod backend;
 pub mod cli;
 pub mod dashboard;
 pub mod deploy;
+pub mod domains;
 pub mod heal;
 pub mod local;
 pub mod progress;
