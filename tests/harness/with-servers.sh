@@ -2,7 +2,7 @@
 # Runs a command with the real servers the tests use: a moto server (DynamoDB, DynamoDB
 # Streams, S3, Secrets Manager, SQS, ACM, API Gateway, CloudFront, Route 53) and a
 # redis-server, each on a free loopback port. Installs what is missing (moto into
-# .cache/venv from tests/requirements.txt, redis-server with apt-get), exports the
+# .cache/venv from tests/requirements.txt, redis-server and chromium with apt-get), exports the
 # endpoints, and stops both servers however the command ends.
 set -euo pipefail
 
@@ -32,6 +32,12 @@ fi
 if ! command -v redis-server >/dev/null 2>&1; then
   echo "==> installing redis-server"
   apt_install redis-server
+fi
+
+# Debian's Chromium renders the dashboard in crates/cli/tests/dashboard.rs.
+if ! command -v chromium >/dev/null 2>&1; then
+  echo "==> installing chromium"
+  apt_install chromium
 fi
 
 free_port() {

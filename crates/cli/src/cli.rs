@@ -406,15 +406,16 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             listen,
             interval_ms,
         } => {
+            let interval = Duration::from_millis(*interval_ms);
             let dashboard = match &cli.local {
-                Some(dir) => crate::dashboard::Dashboard::local(dir)?,
-                None => crate::dashboard::Dashboard::aws(backend(&cli).await?).await?,
+                Some(dir) => crate::dashboard::Dashboard::local(dir, interval)?,
+                None => crate::dashboard::Dashboard::aws(backend(&cli).await?, interval).await?,
             };
             crate::dashboard::run(
                 dashboard,
                 crate::dashboard::DashboardOptions {
                     listen: *listen,
-                    interval: Duration::from_millis(*interval_ms),
+                    interval,
                 },
             )
             .await?;

@@ -50,6 +50,11 @@ pub struct Dashboard {
     http: reqwest::Client,
     tracker: Mutex<Tracker>,
     view: RwLock<View>,
+    poll_ms: u64,
+}
+
+fn poll_ms(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
 fn now_ms() -> i64 {
@@ -62,7 +67,12 @@ fn now_ms() -> i64 {
 impl Dashboard {
     /// A dashboard of `backend` whose traffic comes from `traffic`; `source` says where
     /// the figures come from.
-    pub fn new(backend: Backend, traffic: Box<dyn Traffic>, source: String) -> Result<Dashboard> {
+    pub fn new(
+        backend: Backend,
+        traffic: Box<dyn Traffic>,
+        source: String,
+        poll: Duration,
+    ) -> Result<Dashboard> {
         let http = skyhost_meta::tls::http_client()
             .redirect(reqwest::redirect::Policy::none())
             .timeout(Duration::from_secs(2))
@@ -70,6 +80,7 @@ impl Dashboard {
         let view = View {
             source: source.clone(),
             at: now_ms() / 1000,
+            poll_ms: poll_ms(poll),
             primary: backend.primary.name.clone(),
             regions: Vec::new(),
             sites: Vec::new(),
@@ -83,11 +94,12 @@ impl Dashboard {
             http,
             tracker: Mutex::new(Tracker::new()),
             view: RwLock::new(view),
+            poll_ms: poll_ms(poll),
         })
     }
 
     /// The dashboard of a local-mode folder, its traffic from the listeners' counters.
-    pub fn local(dir: &std::path::Path) -> Result<Dashboard> {
+    pub fn local(dir: &std::path::Path, poll: Duration) -> Result<Dashboard> {
         let backend = Backend::local(dir)?;
         let http = skyhost_meta::tls::http_client()
             .timeout(Duration::from_secs(2))
@@ -96,14 +108,15 @@ impl Dashboard {
             backend,
             Box::new(sources::LocalTraffic { http }),
             format!("local mode ({})", dir.display()),
+            poll,
         )
     }
 
     /// The dashboard of the AWS deployment of `backend`, its traffic from CloudWatch.
-    pub async fn aws(backend: Backend) -> Result<Dashboard> {
+    pub async fn aws(backend: Backend, poll: Duration) -> Result<Dashboard> {
         let names: Vec<String> = backend.regions().map(|r| r.name.clone()).collect();
         let traffic = cloudwatch::CloudWatchTraffic::new(&names).await;
-        Dashboard::new(backend, Box::new(traffic), "AWS (CloudWatch)".into())
+        Dashboard::new(backend, Box::new(traffic), "AWS (CloudWatch)".into(), poll)
     }
 
     /// Reads everything once and makes the new view.
@@ -156,6 +169,7 @@ impl Dashboard {
         View {
             source: self.source.clone(),
             at: at / 1000,
+            poll_ms: self.poll_ms,
             primary: self.backend.primary.name.clone(),
             regions,
             sites: readings.iter().map(model::site_state).collect(),

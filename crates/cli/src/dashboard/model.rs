@@ -296,6 +296,8 @@ pub struct View {
     pub source: String,
     /// Unix seconds of the poll.
     pub at: i64,
+    /// Milliseconds between polls: the resolution of the deploy times.
+    pub poll_ms: u64,
     /// The primary region.
     pub primary: String,
     /// Every region, primary first.

@@ -45,8 +45,11 @@ if(r.ok)document.getElementById('live').innerHTML=await r.text();}}catch(e){{}}}
     )
 }
 
-fn ms(v: i64) -> String {
-    if v < 1000 {
+/// A deploy time; one seen within the poll that saw the deploy is at most a poll.
+fn ms(v: i64, poll_ms: u64) -> String {
+    if v == 0 {
+        format!("≤ {poll_ms} ms")
+    } else if v < 1000 {
         format!("{v} ms")
     } else {
         format!("{:.1} s", v as f64 / 1000.0)
@@ -141,7 +144,7 @@ pub fn fragment(view: &View) -> String {
         for r in &view.regions {
             let cell = match d.reached_ms.get(&r.region) {
                 _ if !d.watched => "before the dashboard".to_owned(),
-                Some(Some(v)) => ms(*v),
+                Some(Some(v)) => ms(*v, view.poll_ms),
                 _ => "not yet".to_owned(),
             };
             let _ = write!(s, "<td>{}</td>", escape(&cell));
@@ -202,10 +205,12 @@ mod tests {
         View {
             source: "local mode <x>".into(),
             at: 1_700_000_000,
+            poll_ms: 500,
             primary: "us-west-2".into(),
             regions: vec![
                 region("us-west-2", Health::Healthy, None),
                 region("eu-central-1", Health::Outage, Some("us-west-2")),
+                region("ap-southeast-1", Health::Healthy, None),
             ],
             sites: vec![site_state(&SiteReading {
                 site: "demo".into(),
@@ -232,6 +237,7 @@ mod tests {
                 reached_ms: BTreeMap::from([
                     ("us-west-2".to_owned(), Some(420)),
                     ("eu-central-1".to_owned(), None),
+                    ("ap-southeast-1".to_owned(), Some(0)),
                 ]),
                 watched: true,
             }],
@@ -248,7 +254,7 @@ mod tests {
             "demo: live D2 (revision 4)",
             "<td class=\"behind\">1 behind</td>",
             "<td class=\"current\">current</td>",
-            "<td>420 ms</td><td>not yet</td>",
+            "<td>420 ms</td><td>not yet</td><td>≤ 500 ms</td>",
             "requests/s <b>3.0</b>",
             "cache hits <b>50 %</b>",
             "fetch('/fragment'",

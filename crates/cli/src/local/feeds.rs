@@ -182,14 +182,18 @@ pub async fn replicate(
 ) {
     let mut cursor = load_cursor(&cursor_path);
     loop {
-        match held(&hold, &mut stop).await {
-            None => return,
-            Some(true) => continue,
-            Some(false) => {}
-        }
         let Some((batch, event)) = next_event(&store, cursor.as_deref(), &mut stop).await else {
             return;
         };
+        // Checked once the batch is in hand: a hold set while the feed waited for records
+        // holds back the records that ended the wait.
+        loop {
+            match held(&hold, &mut stop).await {
+                None => return,
+                Some(true) => continue,
+                Some(false) => break,
+            }
+        }
         let first_seq: Vec<Option<String>> = batch
             .records
             .iter()
