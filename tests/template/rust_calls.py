@@ -177,6 +177,7 @@ def without_test_items(text: str) -> str:
 def count_args(text: str, open_at: int) -> tuple[int, int]:
     """(argument count, index past `)`) of the parenthesised list opening at `open_at`."""
     depth, args, seen, i = 0, 0, False, open_at
+    arg_start = open_at + 1
     while i < len(text):
         c = text[i]
         if c in "([{":
@@ -190,10 +191,11 @@ def count_args(text: str, open_at: int) -> tuple[int, int]:
         elif depth == 1:
             if c == ",":
                 args, seen = args + 1, False
+                arg_start = i + 1
                 # A trailing comma ends the list without another argument.
                 if re.match(r",\s*\)", text[i:]):
                     return args, matching(text, open_at, "(", ")")
-            elif c == "|" and not seen:
+            elif c == "|" and text[arg_start:i].strip() in ("", "move", "async", "async move"):
                 # A closure's parameters: skip to the closing `|`.
                 j = text.find("|", i + 1)
                 i, seen = (j if j > 0 else i), True

@@ -219,7 +219,7 @@ impl Sites {
         ctx: &SiteCtx<'_>,
         file: &str,
     ) -> Option<Response<OriginBody>> {
-        let rule = ctx.manifest.rules.auth_for(file)?;
+        let rule = ctx.manifest.rules.auth_for_file(file)?;
         if ctx.passed(rule.source()) {
             return None;
         }

@@ -234,12 +234,20 @@ async fn protected_site(env: &Embedded) -> String {
         file("/errors/gone.html", "SECRET gone page", "text/html"),
         file("/errors/50x.html", "SECRET error page", "text/html"),
         file("/broken.txt", "its blob is removed below", "text/plain"),
+        file("/vault.html", "SECRET vault", "text/html"),
+        file("/team/index.html", "SECRET team", "text/html"),
     ];
+    // `/vault` and `/team/` are written as visitors see them, not as the files are named:
+    // they protect `/vault.html` and `/team/index.html` by every route all the same.
     let headers = "\
 /secret.html
   Basic-Auth: ann:right-pw
   X-Served-File: secret
 /admin/index.html
+  Basic-Auth: ann:right-pw
+/vault
+  Basic-Auth: ann:right-pw
+/team/
   Basic-Auth: ann:right-pw
 /assets/*
   Basic-Auth: ann:right-pw
@@ -330,6 +338,48 @@ fn routes() -> Vec<Route> {
             "/admin",
             StatusCode::OK,
             "SECRET admin",
+        ),
+        route(
+            "directory index by its file name",
+            "/admin/index.html",
+            StatusCode::OK,
+            "SECRET admin",
+        ),
+        route(
+            "pretty URL a rule names",
+            "/vault",
+            StatusCode::OK,
+            "SECRET vault",
+        ),
+        route(
+            "pretty URL a rule names, with a slash",
+            "/vault/",
+            StatusCode::OK,
+            "SECRET vault",
+        ),
+        route(
+            "file of a pretty URL a rule names",
+            "/vault.html",
+            StatusCode::OK,
+            "SECRET vault",
+        ),
+        route(
+            "folder a rule names",
+            "/team/",
+            StatusCode::OK,
+            "SECRET team",
+        ),
+        route(
+            "folder a rule names, without a slash",
+            "/team",
+            StatusCode::OK,
+            "SECRET team",
+        ),
+        route(
+            "index file of a folder a rule names",
+            "/team/index.html",
+            StatusCode::OK,
+            "SECRET team",
         ),
         route(
             "fingerprinted asset",

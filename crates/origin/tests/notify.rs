@@ -128,13 +128,31 @@ async fn notifications_switch_deployments_only_forward() {
     let mut tampered = body.clone();
     let at = tampered.len() - 2;
     tampered[at] = b' ';
+    // Validly signed at extreme times: outside the window, whatever the arithmetic.
+    const YEAR: i64 = 365 * 24 * 3600;
+    let at = |t: i64| skyhost_meta::notify::sign(b"new-secret", t, &body);
+    let extremes = [
+        ("the epoch", at(0)),
+        ("a negative time", at(-1)),
+        ("the earliest time", at(i64::MIN)),
+        ("the latest time", at(i64::MAX)),
+        ("ten years ahead", at(now + 10 * YEAR)),
+        ("just past the window ahead", at(now + 301)),
+        ("ten years ago", at(now - 10 * YEAR)),
+    ];
+    let extremes = extremes
+        .iter()
+        .map(|(what, s)| (*what, body.clone(), Some(s.as_str())));
     for (what, b, s) in [
         ("forged", body.clone(), Some(forged.as_str())),
         ("stale", body.clone(), Some(stale.as_str())),
         ("tampered", tampered, Some(sig.as_str())),
         ("unsigned", body.clone(), None),
         ("garbage header", body.clone(), Some("t=abc,v1=zz")),
-    ] {
+    ]
+    .into_iter()
+    .chain(extremes)
+    {
         let (status, v) = notify(&c, &server.base, b, s).await;
         assert_eq!(status, StatusCode::UNAUTHORIZED, "{what}");
         assert!(v["error"].is_string(), "{what}: {v}");

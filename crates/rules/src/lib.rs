@@ -226,7 +226,10 @@ impl SiteRules {
     /// `path`: every rule that matches either, each once, merged as [`Self::headers_for`]
     /// merges them.
     pub fn headers_for_served(&self, path: &str, file: &str) -> Vec<(String, String)> {
-        headers::headers_for_any(&self.headers, &[path, file])
+        let mut paths = vec![path];
+        let names = names_of_file(file);
+        paths.extend(names.iter().map(String::as_str));
+        headers::headers_for_any(&self.headers, &paths)
     }
 
     /// The basic-auth rule protecting a decoded request path: the first that matches.
@@ -235,6 +238,34 @@ impl SiteRules {
             .iter()
             .find(|rule| rule.path().matches(path).is_some())
     }
+
+    /// The basic-auth rule protecting the file `file` whatever path reaches it: the first
+    /// that matches any of its names ([`names_of_file`]), so that a rule written as
+    /// visitors see a page (`/vault`, `/team/`) protects its file (`/vault.html`,
+    /// `/team/index.html`) too.
+    pub fn auth_for_file(&self, file: &str) -> Option<&AuthRule> {
+        let names = names_of_file(file);
+        self.auth
+            .iter()
+            .find(|rule| names.iter().any(|n| rule.path().matches(n).is_some()))
+    }
+}
+
+/// Every path a visitor may reach the file `file` by: the file itself; for `/a.html`,
+/// its pretty URL `/a` and `/a/`; for a folder's `/d/index.html`, `/d/` and `/d` (the
+/// root's index is `/`).
+pub fn names_of_file(file: &str) -> Vec<String> {
+    let mut out = vec![file.to_owned()];
+    if let Some(folder) = file.strip_suffix("/index.html") {
+        out.push(format!("{folder}/"));
+        if !folder.is_empty() {
+            out.push(folder.to_owned());
+        }
+    } else if let Some(page) = file.strip_suffix(".html").filter(|p| !p.ends_with('/')) {
+        out.push(page.to_owned());
+        out.push(format!("{page}/"));
+    }
+    out
 }
 
 /// A numbered line of a rule file: its text, or why it was refused (over the length limit).

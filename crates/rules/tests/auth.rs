@@ -390,3 +390,50 @@ fn offered_credentials_table() {
         "{shown}"
     );
 }
+
+#[test]
+fn the_names_a_file_is_reached_by() {
+    let cases: [(&str, &[&str]); 7] = [
+        ("/vault.html", &["/vault.html", "/vault", "/vault/"]),
+        ("/a/b.html", &["/a/b.html", "/a/b", "/a/b/"]),
+        ("/team/index.html", &["/team/index.html", "/team/", "/team"]),
+        ("/index.html", &["/index.html", "/"]),
+        ("/app.js", &["/app.js"]),
+        ("/.html", &["/.html"]),
+        ("/notes.htm", &["/notes.htm"]),
+    ];
+    for (file, want) in cases {
+        assert_eq!(skyhost_rules::names_of_file(file), want, "{file}");
+    }
+}
+
+#[test]
+fn a_rule_protects_its_file_by_every_name() {
+    let rules = parse_site(SiteFiles {
+        headers: Some(
+            "/vault\n  Basic-Auth: alice:s3cret-alice\n/team/\n  Basic-Auth: bob:hunter2-bob\n/docs/*\n  Basic-Auth: bob:hunter2-bob\n",
+        ),
+        config: None,
+        redirects: None,
+    })
+    .unwrap()
+    .seal_with(cheap())
+    .unwrap();
+    // (file served, protected by the rule of)
+    let cases = [
+        ("/vault.html", Some("/vault")),
+        ("/team/index.html", Some("/team/")),
+        ("/docs/index.html", Some("/docs/*")),
+        // `/docs/` is a name of `/docs.html` (a pretty URL with its slash), which
+        // `/docs/*` protects, as `/team/` protects `/team.html`: the file is protected
+        // however it is asked for.
+        ("/docs.html", Some("/docs/*")),
+        ("/vaults.html", None),
+        ("/team.html", Some("/team/")),
+        ("/index.html", None),
+    ];
+    for (file, want) in cases {
+        let got = rules.auth_for_file(file).map(|r| r.path().as_str());
+        assert_eq!(got, want, "{file}");
+    }
+}

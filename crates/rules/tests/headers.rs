@@ -149,12 +149,15 @@ fn served_file_headers_join_the_request_paths() {
                 ("X-Content-Type-Options", "nosniff"),
             ],
         ),
+        // The file by its own name: the same headers as by its pretty URL, since a rule
+        // on `/secret` is a rule on the page `/secret.html` is.
         (
             "/secret.html",
             "/secret.html",
             &[
                 ("X-Robots-Tag", "noindex"),
                 ("Vary", "Cookie"),
+                ("X-Frame-Options", "DENY"),
                 ("X-Content-Type-Options", "nosniff"),
             ],
         ),

@@ -200,6 +200,31 @@ fn query_parameter_matching() {
         req("/s q=:q /find/:q 302", "/s")
             .query("q=a/b")
             .expect(redirect(302, "/find/a%2Fb")),
+        // `?`, `#` and `%` in a value are escaped too: it can neither start a query nor a
+        // fragment, nor turn into another escape.
+        req("/s q=:q /find/:q 302", "/s")
+            .query("q=a%3Fadmin%3D1")
+            .expect(redirect(302, "/find/a%3Fadmin%3D1")),
+        req("/s q=:q /find/:q 302", "/s")
+            .query("q=a%23top")
+            .expect(redirect(302, "/find/a%23top")),
+        req("/s q=:q /find/:q 302", "/s")
+            .query("q=100%25")
+            .expect(redirect(302, "/find/100%25")),
+        req("/s q=:q /find/:q 302", "/s")
+            .query("q=%252F")
+            .expect(redirect(302, "/find/%252F")),
+        req("/s q=:q /find/:q 302", "/s")
+            .query("q=%2F%3F%23%25")
+            .expect(redirect(302, "/find/%2F%3F%23%25")),
+        // Rewritten, the value is the file name, whole: `?` and `#` do not cut the path.
+        req("/s q=:q /find/:q 200", "/s")
+            .query("q=a%3Fb%23c%25d")
+            .expect(rewrite("/find/a?b#c%d")),
+        // A bound value never brings the visitor's query along with a `?` of its own.
+        req("/s q=:q /find/:q 301", "/s")
+            .query("q=x%3Fy&utm=1")
+            .expect(redirect(301, "/find/x%3Fy")),
     ]);
 }
 
