@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Runs a command with the real servers the tests use: a moto server (DynamoDB, DynamoDB
-# Streams, S3) and a redis-server, each on a free loopback port. Installs what is missing
-# (moto into .cache/venv from tests/requirements.txt, redis-server with apt-get), exports
-# the endpoints, and stops both servers however the command ends.
+# Streams, S3, Secrets Manager, SQS, ACM, API Gateway, CloudFront, Route 53) and a
+# redis-server, each on a free loopback port. Installs what is missing (moto into
+# .cache/venv from tests/requirements.txt, redis-server with apt-get), exports the
+# endpoints, and stops both servers however the command ends.
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/../.." && pwd)
@@ -56,7 +57,9 @@ stop() {
 }
 trap stop EXIT INT TERM
 
-"$venv/bin/moto_server" -H 127.0.0.1 -p "$moto_port" >"$cache/moto.log" 2>&1 &
+# Certificates are issued 2 s after their request: the custom-domain tests see them
+# pending validation first, then issued.
+MOTO_ACM_VALIDATION_WAIT=2 "$venv/bin/moto_server" -H 127.0.0.1 -p "$moto_port" >"$cache/moto.log" 2>&1 &
 pids+=($!)
 redis-server --port "$redis_port" --bind 127.0.0.1 --save '' --appendonly no \
   >"$cache/redis.log" 2>&1 &

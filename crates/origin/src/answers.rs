@@ -10,7 +10,7 @@
 //!   or part of the key: the host, the path and query, and `Accept-Encoding`.
 //!
 //! Requests whose answer depends on more (conditional and range requests, credentials) and
-//! sites whose rules look at more (basic auth, country or language conditions) are never
+//! sites whose rules look at more (basic auth, `[geo]`, country or language conditions) are never
 //! kept. An answer also expires after [`TTL`], so the full path still runs a few times a
 //! second and its periodic re-checks of site records (against Redis, against the store)
 //! keep their cadence.

@@ -50,6 +50,11 @@ async fn connection(
     let limits: &Limits = &limits;
     let svc = service_fn(move |req: Request<Incoming>| async move {
         let (parts, body) = req.into_parts();
+        // The counters are for the operator of local mode: only this listener answers
+        // them, never the Lambda adapter.
+        if parts.uri.path() == crate::counters::METRICS_PATH && parts.method == http::Method::GET {
+            return Ok(crate::counters::exposition(origin.observer()));
+        }
         let body = match limits.read_body(body, parts.uri.path()).await {
             Ok(b) => b,
             Err(r) => return Ok::<_, Infallible>(refused(r)),

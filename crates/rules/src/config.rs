@@ -35,6 +35,10 @@
 //! max_response_bytes = 10485760
 //! forward_credentials = ["api.example.com"]  # upstreams that receive the visitor's
 //!                                            # Cookie and Authorization headers
+//!
+//! [geo]                              # crate::geo
+//! allow = ["DE", "FR"]               # or deny = [...]
+//! page = "/unavailable.html"
 //! ```
 
 use std::collections::BTreeMap;
@@ -44,6 +48,7 @@ use toml::Spanned;
 
 use crate::auth::{validate_realm, PlainAuthRule, DEFAULT_REALM};
 use crate::error::{ErrorSink, RuleError, CONFIG_FILE};
+use crate::geo::{GeoRule, GeoToml};
 use crate::headers::{add_users, check_header, HeaderLine, HeaderRule};
 use crate::pattern::PathPattern;
 use crate::redirects::{
@@ -98,6 +103,8 @@ pub struct Config {
     pub auth: Vec<PlainAuthRule>,
     /// `[proxy]`.
     pub proxy: ProxyPolicy,
+    /// `[geo]`.
+    pub geo: Option<GeoRule>,
 }
 
 #[derive(Deserialize)]
@@ -114,6 +121,7 @@ struct ConfigFile {
     headers: Vec<Spanned<HeadersToml>>,
     auth: Option<AuthToml>,
     proxy: Option<ProxyToml>,
+    geo: Option<Spanned<GeoToml>>,
 }
 
 #[derive(Deserialize)]
@@ -471,6 +479,18 @@ pub(crate) fn parse_into(text: &str, limits: &Limits, errors: &mut ErrorSink) ->
                 );
             } else {
                 config.proxy.max_response_bytes = max;
+            }
+        }
+    }
+
+    if let Some(geo) = file.geo {
+        let line = at(geo.span());
+        match crate::geo::validate(geo.into_inner(), line, &at, &check_page) {
+            Ok(rule) => config.geo = Some(rule),
+            Err(problems) => {
+                for (line, reason) in problems {
+                    errors.at(CONFIG_FILE, line, reason);
+                }
             }
         }
     }

@@ -9,6 +9,7 @@
 pub mod auth;
 pub mod config;
 pub mod error;
+pub mod geo;
 pub mod headers;
 pub mod pattern;
 pub mod redirects;
@@ -19,6 +20,7 @@ use serde::{Deserialize, Serialize};
 pub use auth::{AuthOutcome, AuthRule, AuthUser, HashParams, Offered, PlainAuthRule};
 pub use config::ProxyPolicy;
 pub use error::RuleError;
+pub use geo::{CountryList, GeoDecision, GeoRule};
 pub use headers::HeaderRule;
 pub use pattern::PathPattern;
 pub use redirects::{RedirectAction, RedirectRule, RequestFacts};
@@ -44,6 +46,9 @@ pub struct SiteRules {
     /// `[proxy]` from `skyhost.toml`.
     #[serde(default)]
     pub proxy: ProxyPolicy,
+    /// `[geo]` from `skyhost.toml`: the countries the site is served in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub geo: Option<GeoRule>,
 }
 
 /// Per-site serving settings (`skyhost.toml`).
@@ -136,6 +141,8 @@ pub struct ParsedSite {
     pub auth: Vec<PlainAuthRule>,
     /// `[proxy]` policy.
     pub proxy: ProxyPolicy,
+    /// `[geo]` restriction.
+    pub geo: Option<GeoRule>,
 }
 
 /// Parses and validates a site's rule files with the default [`Limits`].
@@ -163,6 +170,7 @@ pub fn parse_site_with(
             site.headers.extend(config.headers);
             site.auth.extend(config.auth);
             site.proxy = config.proxy;
+            site.geo = config.geo;
         }
     }
     if errors.is_empty() {
@@ -193,6 +201,7 @@ impl ParsedSite {
             headers: self.headers,
             auth,
             proxy: self.proxy,
+            geo: self.geo,
         })
     }
 }

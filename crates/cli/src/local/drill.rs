@@ -30,17 +30,43 @@ pub fn drill(dir: &Path, region: &str, out: bool) -> anyhow::Result<()> {
         .map_err(|e| anyhow::anyhow!("{}: {e}", dir.join("outages").display()))
 }
 
-/// The drill state of a local-mode folder.
+/// `skyhost local hold|release REGION`: holds back `region`'s notifications and table
+/// replication (it goes on serving what it has, and falls behind), or lets them go on.
+pub fn hold(dir: &Path, region: &str, held: bool) -> anyhow::Result<()> {
+    let layout = super::layout::Layout::load_or_default(dir)?;
+    if !layout.regions.iter().any(|r| r == region) {
+        anyhow::bail!(
+            "region {region} is not one of {}",
+            layout.regions.join(", ")
+        );
+    }
+    if layout.primary() == region && held {
+        anyhow::bail!("{region} is the primary region: it writes the changes it would wait for");
+    }
+    Outages::holds(dir)
+        .set(region, held)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", dir.join("holds").display()))
+}
+
+/// The drill state of a local-mode folder: a marker file per region.
 #[derive(Clone, Debug)]
 pub struct Outages {
     dir: PathBuf,
 }
 
 impl Outages {
-    /// The drills of the folder `dir`.
+    /// The outage drills of the folder `dir`.
     pub fn new(dir: &Path) -> Self {
         Outages {
             dir: dir.join("outages"),
+        }
+    }
+
+    /// The holds of the folder `dir`: a held region's notifications and table replication
+    /// wait, so it lags (`skyhost local hold`).
+    pub fn holds(dir: &Path) -> Self {
+        Outages {
+            dir: dir.join("holds"),
         }
     }
 

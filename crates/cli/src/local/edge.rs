@@ -2,7 +2,9 @@
 //! each request from the healthy region nearest to the simulated client
 //! (`X-Skyhost-Client-Region`), checks every region's `/_skyhost/health`, and moves
 //! traffic away after `threshold` failed checks in a row (and back after as many
-//! successes).
+//! successes). Between checks it plays CloudFront's origin failover: a GET, HEAD or
+//! OPTIONS that the chosen region cannot answer, or answers with a 5xx, is sent to the
+//! next healthy region.
 
 use super::latency;
 use bytes::Bytes;
@@ -12,12 +14,14 @@ use hyper::body::{Frame, Incoming};
 use hyper_util::rt::TokioIo;
 use skyhost_origin::forwarded::ORIGIN_VERIFY;
 use skyhost_origin::listener::{Limits, Refusal, Slots};
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 /// The header naming the simulated client's region.
 pub const CLIENT_REGION: &str = "x-skyhost-client-region";
+/// Regions a failed GET, HEAD or OPTIONS is tried in, the first included.
+const MAX_TRIES: usize = 3;
 
 type Body = BoxBody<Bytes, std::io::Error>;
 
@@ -28,6 +32,8 @@ pub struct Target {
     /// Its origin's base URL.
     pub base: String,
     healthy: AtomicBool,
+    /// Requests sent to this region.
+    routed: AtomicU64,
     fails: AtomicU32,
     oks: AtomicU32,
 }
@@ -73,6 +79,7 @@ impl Edge {
                     region,
                     base,
                     healthy: AtomicBool::new(true),
+                    routed: AtomicU64::new(0),
                     fails: AtomicU32::new(0),
                     oks: AtomicU32::new(0),
                 })
@@ -127,9 +134,7 @@ impl Edge {
 
     /// The region a client in `client` is sent to: the nearest healthy one.
     pub fn route(&self, client: &str) -> Option<usize> {
-        latency::nearest_first(client, &self.regions)
-            .into_iter()
-            .find(|&i| self.healthy(i))
+        self.candidates(client).first().copied()
     }
 
     fn plain(status: u16, msg: &str) -> http::Response<Body> {
@@ -143,24 +148,113 @@ impl Edge {
         r
     }
 
+    /// The router's view in Prometheus' text format: each region's health as the
+    /// router judges it (what Route 53 would) and the requests it sent there.
+    pub fn exposition(&self) -> String {
+        let mut out = String::from(
+            "# HELP skyhost_edge_region_healthy Whether the edge router sends visitors to the region.\n\
+             # TYPE skyhost_edge_region_healthy gauge\n",
+        );
+        for t in &self.targets {
+            out.push_str(&format!(
+                "skyhost_edge_region_healthy{{region=\"{}\"}} {}\n",
+                t.region,
+                u8::from(t.healthy.load(Ordering::Relaxed))
+            ));
+        }
+        out.push_str(
+            "# HELP skyhost_edge_requests_total Requests the edge router sent to the region.\n\
+             # TYPE skyhost_edge_requests_total counter\n",
+        );
+        for t in &self.targets {
+            out.push_str(&format!(
+                "skyhost_edge_requests_total{{region=\"{}\"}} {}\n",
+                t.region,
+                t.routed.load(Ordering::Relaxed)
+            ));
+        }
+        out
+    }
+
     /// Answers one request, its body already read whole, through the chosen region. The
     /// body goes on with a length of its own: no framing header of the visitor's is sent.
+    /// `/_skyhost/metrics` is the router's own ([`Edge::exposition`]).
     pub async fn forward(&self, req: http::Request<Bytes>) -> http::Response<Body> {
+        if req.uri().path() == skyhost_origin::counters::METRICS_PATH
+            && req.method() == http::Method::GET
+        {
+            let mut r = Self::plain(200, &self.exposition());
+            r.headers_mut().insert(
+                http::header::CONTENT_TYPE,
+                http::HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+            );
+            return r;
+        }
         let client_region = req
             .headers()
             .get(CLIENT_REGION)
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned)
             .unwrap_or_else(|| self.regions[0].clone());
-        let Some(i) = self.route(&client_region) else {
+        let order = self.candidates(&client_region);
+        if order.is_empty() {
             return Self::plain(503, "no healthy region\n");
+        }
+        // As a CloudFront origin group: a GET, HEAD or OPTIONS that the chosen region
+        // fails (no connection, or a 5xx) goes to the next healthy region, so a region
+        // that goes out between two health checks costs its visitors no error.
+        let failover = matches!(
+            *req.method(),
+            http::Method::GET | http::Method::HEAD | http::Method::OPTIONS
+        );
+        let tries = if failover {
+            order.len().min(MAX_TRIES)
+        } else {
+            1
         };
-        let t = &self.targets[i];
+        let (parts, body) = req.into_parts();
+        for (n, &i) in order.iter().take(tries).enumerate() {
+            let last = n + 1 == tries;
+            let t = &self.targets[i];
+            match self.send(&parts, body.clone(), &client_region, t).await {
+                Ok(resp) if last || !resp.status().is_server_error() => {
+                    return Self::relay(resp, &client_region, &t.region);
+                }
+                Ok(resp) => {
+                    tracing::debug!(region = %t.region, status = %resp.status(), "region failed a request; trying the next");
+                }
+                Err(e) if last => {
+                    return Self::plain(502, &format!("region {} did not answer: {e}\n", t.region));
+                }
+                Err(e) => {
+                    tracing::debug!(region = %t.region, error = %e, "region did not answer; trying the next");
+                }
+            }
+        }
+        Self::plain(502, "no region answered\n")
+    }
+
+    /// The healthy regions for a visitor in `client_region`, nearest first.
+    fn candidates(&self, client_region: &str) -> Vec<usize> {
+        latency::nearest_first(client_region, &self.regions)
+            .into_iter()
+            .filter(|&i| self.healthy(i))
+            .collect()
+    }
+
+    /// Sends the request to region `t`.
+    async fn send(
+        &self,
+        parts: &http::request::Parts,
+        body: Bytes,
+        client_region: &str,
+        t: &Target,
+    ) -> reqwest::Result<reqwest::Response> {
+        t.routed.fetch_add(1, Ordering::Relaxed);
         if self.opts.emulate_latency {
-            let ms = latency::rtt_ms(&client_region, &t.region);
+            let ms = latency::rtt_ms(client_region, &t.region);
             tokio::time::sleep(Duration::from_millis(u64::from(ms))).await;
         }
-        let (parts, body) = req.into_parts();
         let path = parts
             .uri
             .path_and_query()
@@ -182,24 +276,24 @@ impl Edge {
                 out = out.header("x-forwarded-host", host.clone());
             }
         }
-        match out.send().await {
-            Ok(resp) => {
-                let mut b = http::Response::builder().status(resp.status());
-                for (name, value) in resp.headers() {
-                    if !is_hop_by_hop(name.as_str()) {
-                        b = b.header(name, value);
-                    }
-                }
-                b = b.header("x-skyhost-edge", format!("{client_region}->{}", t.region));
-                let stream = resp
-                    .bytes_stream()
-                    .map_ok(Frame::data)
-                    .map_err(std::io::Error::other);
-                b.body(BodyExt::boxed(StreamBody::new(stream)))
-                    .unwrap_or_else(|_| Self::plain(502, "bad upstream response\n"))
+        out.send().await
+    }
+
+    /// A region's answer, streamed on to the visitor.
+    fn relay(resp: reqwest::Response, client_region: &str, region: &str) -> http::Response<Body> {
+        let mut b = http::Response::builder().status(resp.status());
+        for (name, value) in resp.headers() {
+            if !is_hop_by_hop(name.as_str()) {
+                b = b.header(name, value);
             }
-            Err(e) => Self::plain(502, &format!("region {} did not answer: {e}\n", t.region)),
         }
+        b = b.header("x-skyhost-edge", format!("{client_region}->{region}"));
+        let stream = resp
+            .bytes_stream()
+            .map_ok(Frame::data)
+            .map_err(std::io::Error::other);
+        b.body(BodyExt::boxed(StreamBody::new(stream)))
+            .unwrap_or_else(|_| Self::plain(502, "bad upstream response\n"))
     }
 }
 

@@ -73,11 +73,17 @@ pub fn replica_write(r: &EventRecord) -> Option<Write> {
 pub async fn replicate_table(
     primary: RegionTable,
     replica: RegionTable,
+    hold: RegionGate,
     cursor_path: PathBuf,
     mut stop: watch::Receiver<bool>,
 ) {
     let mut cursor = load_cursor(&cursor_path);
     loop {
+        match held(&hold, &mut stop).await {
+            None => return,
+            Some(true) => continue,
+            Some(false) => {}
+        }
         let batch = match primary.read(cursor.as_deref(), 100).await {
             Ok(b) if b.records.is_empty() => {
                 if pause(&mut stop, POLL).await {
@@ -153,15 +159,34 @@ pub(crate) async fn next_event(
     }
 }
 
-/// Feeds the change feed to the replicator until `stop` fires.
+/// While `hold`'s region is held (`skyhost local hold`), waits a poll and says so; `None`
+/// once `stop` fires.
+async fn held(hold: &RegionGate, stop: &mut watch::Receiver<bool>) -> Option<bool> {
+    if !hold.is_out() {
+        return Some(false);
+    }
+    if pause(stop, POLL).await {
+        return None;
+    }
+    Some(true)
+}
+
+/// Feeds the change feed to the replicator (of one region) until `stop` fires; nothing is
+/// delivered while `hold`'s region is held.
 pub async fn replicate(
     store: RegionTable,
     replicator: Arc<Replicator>,
+    hold: RegionGate,
     cursor_path: PathBuf,
     mut stop: watch::Receiver<bool>,
 ) {
     let mut cursor = load_cursor(&cursor_path);
     loop {
+        match held(&hold, &mut stop).await {
+            None => return,
+            Some(true) => continue,
+            Some(false) => {}
+        }
         let Some((batch, event)) = next_event(&store, cursor.as_deref(), &mut stop).await else {
             return;
         };

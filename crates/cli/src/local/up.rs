@@ -70,6 +70,7 @@ pub async fn up(o: UpOptions) -> Result<()> {
     let secret = layout.secret()?;
     let origin_verify = layout.origin_verify_secret()?;
     let outages = Outages::new(&o.dir);
+    let holds = Outages::holds(&o.dir);
     // Each region's table: the primary's, written by the CLI, and a replica per other
     // region fed from the primary's change feed, as a DynamoDB global table would be.
     let tables = layout
@@ -107,6 +108,9 @@ pub async fn up(o: UpOptions) -> Result<()> {
     for (i, (region, front)) in layout.regions.iter().zip(front_listeners).enumerate() {
         let mut ports = Vec::new();
         let mut direct = None;
+        // The region's counters, shared by its instances: `/_skyhost/metrics` on the
+        // region's port tells the region's totals whichever instance answers.
+        let counters = skyhost_origin::counters::Counters::new(region);
         for _ in 0..o.instances.max(1) {
             // An instance shares nothing in memory with the region's others: its own
             // origin, caches and listener, as a Lambda instance.
@@ -117,13 +121,16 @@ pub async fn up(o: UpOptions) -> Result<()> {
             config.cache_bytes = o.cache_bytes;
             // One machine, one operator: a site's proxy allowlist may reach local services.
             config.proxy.honor_allowlist = true;
-            let origin = Arc::new(Origin::new(
-                config,
-                Arc::new(tables[i].clone()),
-                Arc::new(buckets[i].clone()),
-                (i > 0).then(|| primary_bucket.clone()),
-                Arc::new(Tiered::new(MemoryCache::new(o.cache_bytes), None)),
-            ));
+            let origin = Arc::new(
+                Origin::new(
+                    config,
+                    Arc::new(tables[i].clone()),
+                    Arc::new(buckets[i].clone()),
+                    (i > 0).then(|| primary_bucket.clone()),
+                    Arc::new(Tiered::new(MemoryCache::new(o.cache_bytes), None)),
+                )
+                .with_counters(counters.clone()),
+            );
             if o.instances <= 1 {
                 // A single instance listens on the region's port itself.
                 ports.push(layout.origin_port(i));
@@ -192,6 +199,7 @@ pub async fn up(o: UpOptions) -> Result<()> {
         tasks.push(tokio::spawn(feeds::replicate(
             tables[0].clone(),
             replicator,
+            holds.region(region),
             region_cursor(&layout, "changes", region)?,
             stop_rx.clone(),
         )));
@@ -201,6 +209,7 @@ pub async fn up(o: UpOptions) -> Result<()> {
         tasks.push(tokio::spawn(feeds::replicate_table(
             tables[0].clone(),
             tables[i].clone(),
+            holds.region(region),
             layout.cursor_path(&format!("table-{region}")),
             stop_rx.clone(),
         )));
