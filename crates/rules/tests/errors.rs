@@ -80,6 +80,37 @@ fn redirects_file_errors() {
             "/a /b 301 Language=en_US",
             "_redirects:1: 'en_US' is not a language tag (e.g. 'en' or 'zh-tw')",
         ),
+        // A language tag: a primary subtag of 1 to 8 letters, then subtags of 1 to 8
+        // letters or digits.
+        (
+            "/a /b 301 Language=e1",
+            "_redirects:1: 'e1' is not a language tag (e.g. 'en' or 'zh-tw')",
+        ),
+        (
+            "/a /b 301 Language=abcdefghi",
+            "_redirects:1: 'abcdefghi' is not a language tag (e.g. 'en' or 'zh-tw')",
+        ),
+        (
+            "/a /b 301 Language=en-",
+            "_redirects:1: 'en-' is not a language tag (e.g. 'en' or 'zh-tw')",
+        ),
+        (
+            "/a /b 301 Language=en-abcdefghi",
+            "_redirects:1: 'en-abcdefghi' is not a language tag (e.g. 'en' or 'zh-tw')",
+        ),
+        (
+            "/a /b 301 Language=en-x_y",
+            "_redirects:1: 'en-x_y' is not a language tag (e.g. 'en' or 'zh-tw')",
+        ),
+        ("/a /b 301 Language=,", "_redirects:1: Language= lists no language"),
+        (
+            "/a /b 301 Language=en Language=fr",
+            "_redirects:1: Language= is given twice",
+        ),
+        (
+            "/a /b 301 Country=u1",
+            "_redirects:1: 'u1' is not an ISO 3166 country code (two letters, e.g. 'us')",
+        ),
         (
             "/a /b 301 Country=us Country=ca",
             "_redirects:1: Country= is given twice",
@@ -211,7 +242,7 @@ fn config_file_errors() {
     let cases: &[(&str, &str)] = &[
         (
             "pretty_urls = true\ntrailing_slashes = \"always\"\n",
-            "skyhost.toml:2: unknown field `trailing_slashes`, expected one of `trailing_slash`, `pretty_urls`, `spa_fallback`, `not_found_page`, `error_page`, `redirects`, `headers`, `auth`, `proxy`",
+            "skyhost.toml:2: unknown field `trailing_slashes`, expected one of `trailing_slash`, `pretty_urls`, `spa_fallback`, `not_found_page`, `error_page`, `redirects`, `headers`, `auth`, `proxy`, `geo`",
         ),
         (
             "trailing_slash = \"sometimes\"\n",
