@@ -67,6 +67,15 @@ fn redirects_file_errors() {
             "_redirects:1: too many fields: unexpected '/c' after the target (expected a status such as 301 or a Country=/Language= condition)",
         ),
         ("/a /b 301 302", "_redirects:1: too many fields: a second status '302'"),
+        // A status is exactly three digits of an allowed one.
+        (
+            "/a /b 0301",
+            "_redirects:1: invalid status '0301': expected 200, 301, 302, 303, 307, 308, 404 or 410, optionally followed by '!'",
+        ),
+        (
+            "/a /b 304",
+            "_redirects:1: invalid status '304': expected 200, 301, 302, 303, 307, 308, 404 or 410, optionally followed by '!'",
+        ),
         (
             "/a /b 301 Role=admin",
             "_redirects:1: unsupported condition 'Role=': skyhost supports Country= and Language=",
@@ -140,6 +149,10 @@ fn redirects_file_errors() {
         (
             "/store id=:id id=:x /p 301",
             "_redirects:1: query parameter 'id' is given twice",
+        ),
+        (
+            "/a id=:1x /b",
+            "_redirects:1: query parameter 'id': invalid placeholder ':1x'",
         ),
         (
             "/a/:id id=:id /p 301",
@@ -265,6 +278,11 @@ fn config_file_errors() {
             "skyhost.toml:3: invalid status '999': expected 200, 301, 302, 303, 307, 308, 404 or 410, optionally followed by '!'",
         ),
         ("[[redirects]]\nfrom = \"/a\"\n", "skyhost.toml:1: missing field `to`"),
+        // A target in skyhost.toml is one TOML string: it may hold a space _redirects cannot.
+        (
+            "[[redirects]]\nfrom = \"/a\"\nto = \"/b c\"\n",
+            "skyhost.toml:1: target '/b c' contains whitespace or a control character; percent-encode it",
+        ),
         (
             "[[headers]]\nfor = \"/*\"\n[headers.values]\nX-A = \"a\\nb\"\n",
             "skyhost.toml:4: header 'X-A' value contains a carriage return or line feed",
