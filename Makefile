@@ -4,7 +4,7 @@ CARGO ?= cargo
 SKYHOST_DIR ?= .skyhost
 PORT ?= 8080
 
-.PHONY: run test test-rust test-template lint fmt build fuzz bench clean-local package sam-build deploy-primary deploy-replica
+.PHONY: run test test-rust test-template lint fmt build fuzz mutants bench clean-local package sam-build deploy-primary deploy-replica
 
 ## run: build, start local multi-region mode, deploy examples/site, print what to try
 run:
@@ -31,6 +31,12 @@ fmt:
 
 build:
 	$(CARGO) build --workspace
+
+## mutants: mutation testing of the pure code (cargo-mutants, pinned; docs/testing.md). Not
+## part of `make test`: about an hour. MUTANTS_GROUPS=meta|origin|rules runs part of it.
+MUTANTS_GROUPS ?=
+mutants:
+	./tests/mutants/run.sh $(MUTANTS_GROUPS)
 
 ## bench: install nginx, wrk and redis-server if missing, build release once, run every benchmark, write BENCHMARKS.md
 bench:

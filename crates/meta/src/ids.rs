@@ -286,6 +286,102 @@ mod tests {
     }
 
     #[test]
+    fn domain_refusals_say_why() {
+        let label = "a".repeat(63);
+        // Four labels of 63 and three dots: 255 characters, two over the limit.
+        let long = [label.as_str(); 4].join(".");
+        let wide = "a".repeat(64);
+        let cases: &[(&str, Result<&str, &str>)] = &[
+            (&long[2..], Ok(&long[2..])),
+            (&long[1..], Err("must be 1 to 253 characters")),
+            ("", Err("must be 1 to 253 characters")),
+            (".", Err("must be 1 to 253 characters")),
+            (&wide, Err("each label must be 1 to 63 characters")),
+            ("a..b", Err("each label must be 1 to 63 characters")),
+            (
+                "a_b.com",
+                Err("only letters, digits, '-' and '.' are allowed"),
+            ),
+            ("a-.com", Err("a label must not start or end with '-'")),
+            ("A.Example.COM.", Ok("a.example.com")),
+        ];
+        for (s, want) in cases {
+            let got = Domain::parse(s);
+            let got = got.as_ref().map(Domain::as_str).map_err(|e| e.reason);
+            assert_eq!(got, *want, "{s:?}");
+        }
+    }
+
+    #[test]
+    fn maps_keyed_by_domains_are_asked_with_str() {
+        let mut sites = std::collections::HashMap::new();
+        sites.insert(Domain::parse("Example.com").unwrap(), 1);
+        assert_eq!(sites.get("example.com"), Some(&1));
+        assert_eq!(sites.get("other.com"), None);
+        let set: std::collections::BTreeSet<Domain> =
+            [Domain::parse("b.com").unwrap()].into_iter().collect();
+        assert!(set.contains("b.com"));
+    }
+
+    #[test]
+    fn host_header_ports() {
+        let cases: &[(&str, Option<&str>)] = &[
+            ("example.com:8080", Some("example.com")),
+            ("example.com:", Some("example.com")),
+            (" example.com ", Some("example.com")),
+            // Only digits make a port: anything else stays part of the name, and fails.
+            ("example.com:http", None),
+            ("example.com:80a", None),
+            ("[::1]", None),
+        ];
+        for (h, want) in cases {
+            let got = Domain::from_host_header(h).ok();
+            assert_eq!(got.as_ref().map(Domain::as_str), *want, "{h:?}");
+        }
+    }
+
+    #[test]
+    fn deployment_id_forms() {
+        let cases: &[(&str, bool)] = &[
+            ("20261121T230500Z-1a2b3c4d", true),
+            ("20261121T230500Z-00000000", true),
+            ("20261121T230500Z-abcdef09", true),
+            // One character off at each position of the form.
+            ("2026112xT230500Z-1a2b3c4d", false),
+            ("20261121X230500Z-1a2b3c4d", false),
+            ("20261121T23050xZ-1a2b3c4d", false),
+            ("20261121T230500X-1a2b3c4d", false),
+            ("20261121T230500Z_1a2b3c4d", false),
+            ("20261121T230500Z-1a2b3c4g", false),
+            ("20261121T230500Z-1A2B3C4D", false),
+            ("x0261121T230500Z-1a2b3c4d", false),
+            // Length.
+            ("20261121T230500Z-1a2b3c4", false),
+            ("20261121T230500Z-1a2b3c4d0", false),
+            ("", false),
+        ];
+        for (s, ok) in cases {
+            let got = DeploymentId::parse(s);
+            assert_eq!(got.is_ok(), *ok, "{s:?}");
+            if let Ok(id) = got {
+                assert_eq!(id.as_str(), *s);
+            }
+        }
+    }
+
+    #[test]
+    fn new_ids_carry_the_millisecond_and_parse() {
+        for _ in 0..64 {
+            let id = DeploymentId::new_ms(1_800_000_000_123);
+            assert!(id.as_str().starts_with("20270115T080000Z-07b"), "{id}");
+            assert_eq!(DeploymentId::parse(id.as_str()).as_ref(), Ok(&id));
+        }
+        // Before 1970 the millisecond still counts up within its second.
+        let id = DeploymentId::new_ms(-1);
+        assert!(id.as_str().starts_with("19691231T235959Z-3e7"), "{id}");
+    }
+
+    #[test]
     fn deployment_ids_sort_by_time_and_round_trip() {
         let a = DeploymentId::new(1_700_000_000);
         let b = DeploymentId::new(1_800_000_000);

@@ -93,4 +93,19 @@ mod tests {
             "sites/blog/manifests/20261121T230500Z-1a2b3c4d.json"
         );
     }
+
+    #[test]
+    fn every_blob_key_is_under_the_blobs_prefix() {
+        let s = SiteId::parse("blog").unwrap();
+        let h = BlobHash::of(b"x");
+        assert_eq!(blobs_prefix(&s), "sites/blog/blobs/");
+        for enc in [None, Some(Encoding::Br), Some(Encoding::Gzip)] {
+            let key = blob(&s, &h, enc);
+            let name = key.strip_prefix(&blobs_prefix(&s));
+            assert!(name.is_some_and(|n| n.starts_with(h.as_str())), "{key}");
+        }
+        // Another site's prefix names none of them.
+        let other = SiteId::parse("blog2").unwrap();
+        assert!(!blob(&other, &h, None).starts_with(&blobs_prefix(&s)));
+    }
 }

@@ -67,6 +67,15 @@ fn redirects_file_errors() {
             "_redirects:1: too many fields: unexpected '/c' after the target (expected a status such as 301 or a Country=/Language= condition)",
         ),
         ("/a /b 301 302", "_redirects:1: too many fields: a second status '302'"),
+        // A status is exactly three digits of an allowed one.
+        (
+            "/a /b 0301",
+            "_redirects:1: invalid status '0301': expected 200, 301, 302, 303, 307, 308, 404 or 410, optionally followed by '!'",
+        ),
+        (
+            "/a /b 304",
+            "_redirects:1: invalid status '304': expected 200, 301, 302, 303, 307, 308, 404 or 410, optionally followed by '!'",
+        ),
         (
             "/a /b 301 Role=admin",
             "_redirects:1: unsupported condition 'Role=': skyhost supports Country= and Language=",
@@ -79,6 +88,37 @@ fn redirects_file_errors() {
         (
             "/a /b 301 Language=en_US",
             "_redirects:1: 'en_US' is not a language tag (e.g. 'en' or 'zh-tw')",
+        ),
+        // A language tag: a primary subtag of 1 to 8 letters, then subtags of 1 to 8
+        // letters or digits.
+        (
+            "/a /b 301 Language=e1",
+            "_redirects:1: 'e1' is not a language tag (e.g. 'en' or 'zh-tw')",
+        ),
+        (
+            "/a /b 301 Language=abcdefghi",
+            "_redirects:1: 'abcdefghi' is not a language tag (e.g. 'en' or 'zh-tw')",
+        ),
+        (
+            "/a /b 301 Language=en-",
+            "_redirects:1: 'en-' is not a language tag (e.g. 'en' or 'zh-tw')",
+        ),
+        (
+            "/a /b 301 Language=en-abcdefghi",
+            "_redirects:1: 'en-abcdefghi' is not a language tag (e.g. 'en' or 'zh-tw')",
+        ),
+        (
+            "/a /b 301 Language=en-x_y",
+            "_redirects:1: 'en-x_y' is not a language tag (e.g. 'en' or 'zh-tw')",
+        ),
+        ("/a /b 301 Language=,", "_redirects:1: Language= lists no language"),
+        (
+            "/a /b 301 Language=en Language=fr",
+            "_redirects:1: Language= is given twice",
+        ),
+        (
+            "/a /b 301 Country=u1",
+            "_redirects:1: 'u1' is not an ISO 3166 country code (two letters, e.g. 'us')",
         ),
         (
             "/a /b 301 Country=us Country=ca",
@@ -109,6 +149,10 @@ fn redirects_file_errors() {
         (
             "/store id=:id id=:x /p 301",
             "_redirects:1: query parameter 'id' is given twice",
+        ),
+        (
+            "/a id=:1x /b",
+            "_redirects:1: query parameter 'id': invalid placeholder ':1x'",
         ),
         (
             "/a/:id id=:id /p 301",
@@ -234,6 +278,11 @@ fn config_file_errors() {
             "skyhost.toml:3: invalid status '999': expected 200, 301, 302, 303, 307, 308, 404 or 410, optionally followed by '!'",
         ),
         ("[[redirects]]\nfrom = \"/a\"\n", "skyhost.toml:1: missing field `to`"),
+        // A target in skyhost.toml is one TOML string: it may hold a space _redirects cannot.
+        (
+            "[[redirects]]\nfrom = \"/a\"\nto = \"/b c\"\n",
+            "skyhost.toml:1: target '/b c' contains whitespace or a control character; percent-encode it",
+        ),
         (
             "[[headers]]\nfor = \"/*\"\n[headers.values]\nX-A = \"a\\nb\"\n",
             "skyhost.toml:4: header 'X-A' value contains a carriage return or line feed",

@@ -501,3 +501,31 @@ fn rules_survive_a_manifest_round_trip() {
         redirect(302, "/p/1")
     );
 }
+
+#[test]
+fn the_redirects_parser_alone() {
+    use skyhost_rules::{redirects, Limits};
+    let rules = redirects::parse(
+        "# moved\n/old /new 302\n\n/a/* /b/:splat\n",
+        &Limits::default(),
+    )
+    .expect("two valid rules");
+    let summary: Vec<(&str, &str, u16, &str)> = rules
+        .iter()
+        .map(|r| (r.from.as_str(), r.to.as_str(), r.status, r.source.as_str()))
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            ("/old", "/new", 302, "_redirects:2"),
+            ("/a/*", "/b/:splat", 301, "_redirects:4"),
+        ]
+    );
+    let errors = redirects::parse("/ok /fine\n/bad\n", &Limits::default())
+        .expect_err("the second line has no target");
+    let errors: Vec<String> = errors.iter().map(ToString::to_string).collect();
+    assert_eq!(
+        errors,
+        ["_redirects:2: missing target: a rule is 'from to [status]', e.g. '/old /new 301'"]
+    );
+}
