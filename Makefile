@@ -55,18 +55,18 @@ SAM := $(SAM_VENV)/bin/sam
 # sam runs `cargo lambda`, which finds zig through the venv's python: the venv goes first on PATH.
 SAM_ENV := PATH="$(CURDIR)/$(SAM_VENV)/bin:$$PATH" SAM_CLI_TELEMETRY=0
 PRIMARY_REGION ?= us-west-2
-LAMBDA_BINS := skyhost-origin skyhost-replicator skyhost-asset-copier
+LAMBDA_BINS := skyhost-origin skyhost-replicator skyhost-asset-copier skyhost-domains
 
 $(SAM):
 	python3 -m venv $(SAM_VENV)
 	$(SAM_VENV)/bin/pip install --quiet --disable-pip-version-check aws-sam-cli==1.170.0 cargo-lambda==1.9.2 ziglang==0.17.1
 	rustup target add aarch64-unknown-linux-gnu
 
-## package: the three Lambda binaries for arm64 ($$CARGO_TARGET_DIR/lambda/<bin>/bootstrap)
+## package: the four Lambda binaries for arm64 ($$CARGO_TARGET_DIR/lambda/<bin>/bootstrap)
 package: $(SAM)
 	$(SAM_ENV) cargo lambda build --release --arm64 $(addprefix --bin ,$(LAMBDA_BINS))
 
-## sam-build: build template.yaml's three functions into .aws-sam/build
+## sam-build: build template.yaml's four functions into .aws-sam/build
 sam-build: $(SAM)
 	$(SAM_ENV) $(SAM) build --template-file template.yaml
 

@@ -630,10 +630,13 @@ def test_the_end_state_routes_as_documented(templates: dict[str, dict]) -> None:
         assert rec.alias == (CLOUDFRONT_ZONE, "<EdgeDistribution.DomainName>") and rec.owner == P
         # CloudFront answers only the names it is given as alternate names.
         assert rec.name in config["Aliases"].split(",")
-    # The distribution's origin is the latency-routed DomainName, one record per region.
-    [origin] = config["Origins"]
-    members = world.zone.group(fqdn(origin["DomainName"]), "A")
+    # The distribution's origin is the latency-routed DomainName, one record per region;
+    # its failover origin is a replica region's own name, a simple alias of its stack.
+    origins = {o["Id"]: o for o in config["Origins"]}
+    members = world.zone.group(fqdn(origins["skyhost-origin"]["DomainName"]), "A")
     assert {(r.routing, r.region) for r in members} == {("latency", r) for r in EVERY}
+    [own] = world.zone.group(fqdn(origins["skyhost-failover-region"]["DomainName"]), "A")
+    assert own.routing == "simple" and own.owner != P
     # The sites' latency name stays, so turning CloudFront off changes only the primary.
     assert {r.region for r in world.zone.group(latency, "A")} == set(EVERY)
 

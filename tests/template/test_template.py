@@ -64,7 +64,8 @@ DECODERS = {
     "DynamoDB": re.compile(r"\bdynamodb::(?:\{[^}]*\b)?Event\b"),
     "S3": re.compile(r"\bS3Event\b"),
     "SQS": re.compile(r"\bSqsEvent\b"),
-    "Schedule": re.compile(r'\.get\("sweep"\)'),
+    # The asset-copier tells its sweeps apart; the domains function takes any input.
+    "Schedule": re.compile(r'\.get\("sweep"\)|LambdaEvent<serde_json::Value>'),
 }
 
 
@@ -170,7 +171,7 @@ def env_literals(crate: Path) -> dict[str, list[str]]:
     return found
 
 
-FUNCTIONS = ["OriginFunction", "ReplicatorFunction", "AssetCopierFunction"]
+FUNCTIONS = ["OriginFunction", "ReplicatorFunction", "AssetCopierFunction", "DomainsFunction"]
 
 
 # ---------------------------------------------------------------------------- lint
@@ -835,6 +836,40 @@ def test_cloudfront_sends_the_origin_verify_secret(template: dict, version: str)
     assert not allowed.fullmatch("AWSCURRENT")
 
 
+@pytest.mark.parametrize("replicas", ["", "eu-central-1", "eu-central-1,ap-southeast-1"])
+def test_cloudfront_fails_over_to_another_region(template: dict, replicas: str) -> None:
+    params = {
+        "PrimaryRegion": "us-west-2",
+        "ReplicaRegions": replicas,
+        "DomainName": "origin.skyhost.example",
+        "EnableCloudFront": "true",
+        "OriginVerifySecretName": "team/front",
+    }
+    stack = Stack(template, "us-west-2", params)
+    config = stack.eval(template["Resources"]["EdgeDistribution"]["Properties"]["DistributionConfig"])
+    origins = {o["Id"]: o for o in config["Origins"]}
+    target = config["DefaultCacheBehavior"]["TargetOriginId"]
+    if not replicas:
+        # One region: nowhere else to go.
+        assert list(origins) == ["skyhost-origin"] and target == "skyhost-origin"
+        assert "OriginGroups" not in config
+        return
+    [group] = config["OriginGroups"]["Items"]
+    assert config["OriginGroups"]["Quantity"] == 1
+    assert target == group["Id"]
+    members = [m["OriginId"] for m in group["Members"]["Items"]]
+    assert group["Members"]["Quantity"] == len(members) == 2
+    # The latency-routed name first, then another region's own name.
+    assert origins[members[0]]["DomainName"] == "origin.skyhost.example"
+    first_replica = replicas.split(",")[0]
+    assert origins[members[1]]["DomainName"] == f"{first_replica}.origin.skyhost.example"
+    codes = group["FailoverCriteria"]["StatusCodes"]
+    assert sorted(codes["Items"]) == [500, 502, 503, 504] and codes["Quantity"] == 4
+    # Both send the origin-verify header, so the second region trusts the forwarded ones.
+    assert origins[members[1]]["OriginCustomHeaders"] == origins[members[0]]["OriginCustomHeaders"]
+    assert origins[members[1]]["CustomOriginConfig"] == origins[members[0]]["CustomOriginConfig"]
+
+
 def rule_holds(stack: Stack, rule: dict) -> bool:
     if "RuleCondition" in rule and not stack.truth(rule["RuleCondition"]):
         return True
@@ -1209,3 +1244,80 @@ def test_event_source_mappings_are_decoded_by_their_function(
         assert kind in split_list(contract.functions[function]["events"]), name
         code = "\n".join(p.read_text() for p in rust_sources(contract.crate_of(function)))
         assert DECODERS[kind].search(code), f"{name}: {function} never decodes {kind} events"
+
+
+# ---------------------------------------------------------------------------- custom domains
+
+DOMAINS_AWS_RS = ROOT / "crates" / "domains" / "src" / "aws.rs"
+# Each AWS call of the domains adapter, and the IAM action it needs.
+DOMAINS_CALLS = {
+    "list_certificates": "acm:ListCertificates",
+    "request_certificate": "acm:RequestCertificate",
+    "describe_certificate": "acm:DescribeCertificate",
+    "delete_certificate": "acm:DeleteCertificate",
+    "get_rest_apis": "apigateway:GET",
+    "get_domain_name": "apigateway:GET",
+    "get_base_path_mappings": "apigateway:GET",
+    "create_domain_name": "apigateway:POST",
+    "create_base_path_mapping": "apigateway:POST",
+    "delete_domain_name": "apigateway:DELETE",
+    "list_distributions": "cloudfront:ListDistributions",
+    "get_distribution": "cloudfront:GetDistribution",
+    "get_distribution_config": "cloudfront:GetDistributionConfig",
+    "create_distribution": "cloudfront:CreateDistribution",
+    "update_distribution": "cloudfront:UpdateDistribution",
+    "delete_distribution": "cloudfront:DeleteDistribution",
+    "list_hosted_zones": "route53:ListHostedZones",
+    "list_resource_record_sets": "route53:ListResourceRecordSets",
+    "change_resource_record_sets": "route53:ChangeResourceRecordSets",
+}
+SDK_CALL = re.compile(r"\.\s*((?:list|get|create|update|delete|request|describe|change)_[a-z0-9_]+)\(\)")
+
+
+def test_domains_function_may_make_exactly_its_calls(template: dict) -> None:
+    """The domains role grants exactly the actions of the SDK calls in crates/domains/src/aws.rs
+    (beyond its logs and its records in the sites table), and the table above names every
+    call the code makes, so a new call without its grant fails here."""
+    calls = set(SDK_CALL.findall(DOMAINS_AWS_RS.read_text()))
+    assert calls == set(DOMAINS_CALLS), "calls of aws.rs without their IAM action above (or gone)"
+    needed = set(DOMAINS_CALLS.values())
+    [doc] = template["Resources"]["DomainsRole"]["Properties"]["Policies"]
+    granted: set[str] = set()
+    for stmt in doc["PolicyDocument"]["Statement"]:
+        actions = stmt["Action"] if isinstance(stmt["Action"], list) else [stmt["Action"]]
+        if stmt["Sid"] == "Logs":
+            assert actions == ["logs:CreateLogStream", "logs:PutLogEvents"]
+            continue
+        if stmt["Sid"] == "DomainRecords":
+            assert sorted(actions) == [
+                "dynamodb:DeleteItem", "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:Scan"
+            ]
+            assert stmt["Resource"] == {"Fn::GetAtt": ["SitesTable", "Arn"]}
+            continue
+        granted |= set(actions)
+        # Only listing and requesting (which name no resource) are granted on "*".
+        if stmt["Resource"] == "*":
+            assert set(actions) <= {
+                "acm:ListCertificates", "acm:RequestCertificate",
+                "cloudfront:ListDistributions", "route53:ListHostedZones",
+            }, stmt["Sid"]
+    assert granted == needed
+
+
+@pytest.mark.parametrize("enable", ["true", "false"])
+def test_domains_function_runs_in_the_primary_on_a_schedule(template: dict, enable: str) -> None:
+    params = {"ReplicaRegions": "eu-central-1,ap-southeast-1", "EnableCloudFront": enable}
+    for region in ("us-west-2", "eu-central-1"):
+        stack = Stack(template, region, params)
+        assert stack.exists("DomainsFunction") == (region == "us-west-2")
+    stack = Stack(template, "us-west-2", params)
+    env = stack.env("DomainsFunction")
+    assert env["SKYHOST_REGIONS"].split(",") == ["us-west-2", "eu-central-1", "ap-southeast-1"]
+    # The API every region's stack creates, by the name the function looks for.
+    api = stack.eval(template["Resources"]["OriginApi"]["Properties"])
+    assert env["SKYHOST_API_NAME"] == api["Name"]
+    assert env["SKYHOST_API_STAGE"] == api["StageName"]
+    assert ("SKYHOST_DISTRIBUTION_ID" in env) == (enable == "true")
+    [event] = template["Resources"]["DomainsFunction"]["Properties"]["Events"].values()
+    assert event["Type"] == "Schedule"
+    assert event["Properties"]["Schedule"] == {"Ref": "DomainsSchedule"}

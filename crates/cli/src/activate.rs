@@ -3,7 +3,7 @@
 
 use anyhow::{bail, Result};
 use skyhost_meta::store::{MetaStore, StoreError};
-use skyhost_meta::{DeploymentId, Domain, Site, SiteId};
+use skyhost_meta::{DeploymentId, Domain, Site, SiteId, SiteRecord};
 
 /// What to change on the site record.
 #[derive(Default)]
@@ -29,10 +29,17 @@ pub async fn update_site(meta: &dyn MetaStore, site: &SiteId, change: Change<'_>
     }
     let mut last = None;
     for _ in 0..5 {
-        let current = meta.site(site).await?;
-        let mut next = match &current {
-            Some(c) => c.next(skyhost_meta::now()),
-            None => Site::new(site.clone(), skyhost_meta::now()),
+        let now = skyhost_meta::now();
+        // A site created again after a removal carries on from the removal's revision.
+        let (current, mut next) = match meta.site_record(site).await? {
+            Some(SiteRecord::Live(c)) => {
+                let next = c.next(now);
+                (Some(c), next)
+            }
+            Some(SiteRecord::Removed { revision, .. }) => {
+                (None, Site::recreated(site.clone(), now, revision))
+            }
+            None => (None, Site::new(site.clone(), now)),
         };
         if let Some(d) = change.activate {
             next.active = Some(d.clone());

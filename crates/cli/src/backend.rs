@@ -40,6 +40,10 @@ pub struct Backend {
     pub replicas: Vec<RegionHandle>,
     /// Where visitors reach the sites (printed after a deploy).
     pub public_url: Option<String>,
+    /// Custom domains with TLS (AWS, when configured).
+    pub custom_domains: Option<skyhost_domains::Flow>,
+    /// Names directly under it are covered by the platform's wildcard certificate.
+    pub sites_domain: Option<String>,
 }
 
 impl Backend {
@@ -95,6 +99,8 @@ impl Backend {
             primary,
             replicas: regions,
             public_url: Some(format!("http://127.0.0.1:{}", layout.port)),
+            custom_domains: None,
+            sites_domain: None,
         })
     }
 
@@ -174,14 +180,56 @@ impl Backend {
                 )
             })?;
         let primary = regions.remove(i);
+        let meta: Arc<dyn MetaStore> = Arc::new(meta);
+        let custom_domains = o.origin_name.clone().map(|origin_name| {
+            let names = std::iter::once(&primary)
+                .chain(regions.iter())
+                .map(|r| r.name.clone())
+                .collect();
+            custom_domains(&o, &primary_conf, meta.clone(), names, origin_name)
+        });
         Ok(Backend {
-            meta: Arc::new(meta),
+            meta,
             primary,
             replicas: regions,
             public_url: o.public_url.clone(),
+            custom_domains,
+            sites_domain: o.sites_domain.clone(),
         })
     }
 }
+
+/// The custom-domain flow of an AWS platform: CloudFront when a distribution is named.
+fn custom_domains(
+    o: &Resolved,
+    conf: &aws_config::SdkConfig,
+    meta: Arc<dyn MetaStore>,
+    regions: Vec<String>,
+    origin_name: String,
+) -> skyhost_domains::Flow {
+    use skyhost_domains::{aws::AwsCloud, Platform, Setup};
+    let platform = match o.distribution_id {
+        Some(_) => Platform::CloudFront,
+        None => Platform::Regional,
+    };
+    let cloud = AwsCloud::new(
+        conf.clone(),
+        o.distribution_id.clone(),
+        o.api_name.clone(),
+        API_STAGE.to_string(),
+    );
+    let setup = Setup {
+        platform,
+        regions,
+        origin_name: Some(origin_name),
+    };
+    skyhost_domains::Flow::new(meta, Arc::new(cloud), setup)
+}
+
+/// The stage of the origin API (template.yaml's `OriginApi`).
+const API_STAGE: &str = "live";
+/// The origin API's name by default: `{stack name}-origin` of the `skyhost` stacks.
+const DEFAULT_API_NAME: &str = "skyhost-origin";
 
 /// AWS settings: flags, else environment, else the config file.
 #[derive(clap::Args, Debug, Clone, Default)]
@@ -201,7 +249,20 @@ pub struct AwsOptions {
     /// The public URL sites are reached at (printed after deploys).
     #[arg(long, env = "SKYHOST_PUBLIC_URL", global = true)]
     pub public_url: Option<String>,
-    /// A TOML file with the same keys (primary_region, table, buckets, endpoints, public_url).
+    /// Custom domains with TLS: the latency-routed origin name (the stacks' `DomainName`).
+    #[arg(long, env = "SKYHOST_ORIGIN_NAME", global = true)]
+    pub origin_name: Option<String>,
+    /// With CloudFront: the platform's distribution (the primary stack's `DistributionId`).
+    #[arg(long, env = "SKYHOST_DISTRIBUTION_ID", global = true)]
+    pub distribution_id: Option<String>,
+    /// The origin REST API's name in every region (default `skyhost-origin`).
+    #[arg(long, env = "SKYHOST_API_NAME", global = true)]
+    pub api_name: Option<String>,
+    /// The stacks' `SitesDomainName`: names directly under it need no certificate of their own.
+    #[arg(long, env = "SKYHOST_SITES_DOMAIN", global = true)]
+    pub sites_domain: Option<String>,
+    /// A TOML file with the same keys (primary_region, table, buckets, endpoints,
+    /// public_url, origin_name, distribution_id, api_name, sites_domain).
     #[arg(long, env = "SKYHOST_CONFIG", global = true)]
     pub config: Option<PathBuf>,
 }
@@ -213,6 +274,10 @@ pub struct Resolved {
     buckets: Vec<(String, String)>,
     endpoints: Vec<(String, String)>,
     public_url: Option<String>,
+    origin_name: Option<String>,
+    distribution_id: Option<String>,
+    api_name: String,
+    sites_domain: Option<String>,
 }
 
 #[derive(serde::Deserialize, Default)]
@@ -223,6 +288,10 @@ struct FileConfig {
     buckets: Option<String>,
     endpoints: Option<String>,
     public_url: Option<String>,
+    origin_name: Option<String>,
+    distribution_id: Option<String>,
+    api_name: Option<String>,
+    sites_domain: Option<String>,
 }
 
 impl AwsOptions {
@@ -249,6 +318,14 @@ impl AwsOptions {
                 None => Vec::new(),
             },
             public_url: self.public_url.clone().or(file.public_url),
+            origin_name: self.origin_name.clone().or(file.origin_name),
+            distribution_id: self.distribution_id.clone().or(file.distribution_id),
+            api_name: self
+                .api_name
+                .clone()
+                .or(file.api_name)
+                .unwrap_or_else(|| DEFAULT_API_NAME.to_string()),
+            sites_domain: self.sites_domain.clone().or(file.sites_domain),
         })
     }
 }

@@ -77,6 +77,22 @@ pub enum Command {
         /// Print JSON.
         #[arg(long)]
         json: bool,
+        /// Refresh the view in place every --interval seconds, until Ctrl-C.
+        #[arg(long, conflicts_with = "json")]
+        watch: bool,
+        /// Seconds between refreshes with --watch.
+        #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u64).range(1..=3600))]
+        interval: u64,
+    },
+    /// Serve a live dashboard: a map of the regions' health, what each serves of each
+    /// site, the last deploys, and each region's traffic.
+    Dashboard {
+        /// Where to serve the page.
+        #[arg(long, default_value = "127.0.0.1:8090")]
+        listen: std::net::SocketAddr,
+        /// Milliseconds between polls of the regions.
+        #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(100..=600_000))]
+        interval_ms: u64,
     },
     /// List the sites.
     Sites {
@@ -84,7 +100,7 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Add or remove a site's domains.
+    /// A site's domains: add (with a certificate on AWS), status, remove.
     Domains {
         #[command(subcommand)]
         action: DomainAction,
@@ -113,7 +129,8 @@ pub enum Command {
 /// `domains` actions.
 #[derive(Subcommand, Debug)]
 pub enum DomainAction {
-    /// Add domains to a site.
+    /// Add domains to a site; on AWS, request their certificates and print the DNS
+    /// records to create (the rest finishes on its own).
     Add {
         /// The site.
         #[arg(long)]
@@ -121,6 +138,18 @@ pub enum DomainAction {
         /// The domains.
         #[arg(required = true)]
         domains: Vec<Domain>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Each domain's state: pending validation, issued, attached, serving, failing.
+    Status {
+        /// Only this site's domains.
+        #[arg(long)]
+        site: Option<SiteId>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
     },
     /// Remove domains from a site.
     Remove {
@@ -355,14 +384,40 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 s.revision
             );
         }
-        Command::Status { site, json } => {
+        Command::Status {
+            site,
+            json,
+            watch,
+            interval,
+        } => {
             let b = backend(&cli).await?;
+            if *watch {
+                crate::status::watch(&b, site.as_ref(), Duration::from_secs(*interval)).await?;
+                return Ok(ExitCode::SUCCESS);
+            }
             let st = crate::status::status(&b, site.as_ref()).await?;
             if *json {
                 print_json(&st)?;
             } else {
                 print!("{}", crate::status::render(&st));
             }
+        }
+        Command::Dashboard {
+            listen,
+            interval_ms,
+        } => {
+            let dashboard = match &cli.local {
+                Some(dir) => crate::dashboard::Dashboard::local(dir)?,
+                None => crate::dashboard::Dashboard::aws(backend(&cli).await?).await?,
+            };
+            crate::dashboard::run(
+                dashboard,
+                crate::dashboard::DashboardOptions {
+                    listen: *listen,
+                    interval: Duration::from_millis(*interval_ms),
+                },
+            )
+            .await?;
         }
         Command::Sites { json } => {
             let b = backend(&cli).await?;
@@ -388,11 +443,27 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 }
             }
         }
+        Command::Domains {
+            action: DomainAction::Status { site, json },
+        } => {
+            let b = backend(&cli).await?;
+            let rows = crate::domains::status(&b, site.as_ref(), cli.local.is_some()).await?;
+            if *json {
+                print_json(&rows)?;
+            } else {
+                print!("{}", crate::domains::render(&rows));
+            }
+        }
         Command::Domains { action } => {
             let b = writer_backend(&cli).await?;
-            let (site, add, remove): (&SiteId, &[Domain], &[Domain]) = match action {
-                DomainAction::Add { site, domains } => (site, domains, &[]),
-                DomainAction::Remove { site, domains } => (site, &[], domains),
+            let (site, add, remove, json): (&SiteId, &[Domain], &[Domain], bool) = match action {
+                DomainAction::Add {
+                    site,
+                    domains,
+                    json,
+                } => (site, domains, &[], *json),
+                DomainAction::Remove { site, domains } => (site, &[], domains, false),
+                DomainAction::Status { .. } => unreachable!("answered above"),
             };
             if matches!(action, DomainAction::Remove { .. }) && b.meta.site(site).await?.is_none() {
                 anyhow::bail!("site {site} does not exist");
@@ -407,7 +478,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 },
             )
             .await?;
-            println!(
+            let mapped = format!(
                 "site {site} domains: {} (revision {})",
                 s.domains
                     .iter()
@@ -416,6 +487,28 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                     .join(", "),
                 s.revision
             );
+            if !add.is_empty() {
+                // The mapping first: the certificate and route then lead to the site.
+                let rows = crate::domains::add(&b, site, add, cli.local.is_some()).await?;
+                if json {
+                    print_json(&rows)?;
+                } else {
+                    println!("{mapped}");
+                    print!("{}", crate::domains::render(&rows));
+                    if rows.iter().any(|r| !r.records.is_empty()) {
+                        println!("skyhost finishes on its own once the certificates are issued; `skyhost domains status` follows it.");
+                    }
+                }
+            } else {
+                println!("{mapped}");
+                let pending = crate::domains::remove(&b, remove).await?;
+                if !pending.is_empty() {
+                    println!(
+                        "still being taken down (the domains function finishes): {}",
+                        pending.join(", ")
+                    );
+                }
+            }
         }
         Command::Verify { repair, json } => {
             let b = backend(&cli).await?;

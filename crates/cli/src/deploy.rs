@@ -336,8 +336,17 @@ fn compressible(content_type: &str, size: u64) -> bool {
             ))
 }
 
+/// A precompressed variant of a blob.
+#[derive(Debug)]
+pub struct Variant {
+    /// Its content coding.
+    pub encoding: Encoding,
+    /// The compressed bytes.
+    pub data: Vec<u8>,
+}
+
 /// Brotli and gzip variants of `body`, each kept only when smaller than the original.
-pub fn precompress(body: &[u8]) -> Vec<(Encoding, Vec<u8>)> {
+pub fn precompress(body: &[u8]) -> Vec<Variant> {
     let mut out = Vec::new();
     let mut br = Vec::new();
     // Quality 6: within 1 % of quality 9's output on real JavaScript and CSS, at a seventh
@@ -350,13 +359,19 @@ pub fn precompress(body: &[u8]) -> Vec<(Encoding, Vec<u8>)> {
         ..Default::default()
     };
     if brotli::BrotliCompress(&mut &body[..], &mut br, &params).is_ok() && br.len() < body.len() {
-        out.push((Encoding::Br, br));
+        out.push(Variant {
+            encoding: Encoding::Br,
+            data: br,
+        });
     }
     let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
     if std::io::Write::write_all(&mut gz, body).is_ok() {
         if let Ok(gz) = gz.finish() {
             if gz.len() < body.len() {
-                out.push((Encoding::Gzip, gz));
+                out.push(Variant {
+                    encoding: Encoding::Gzip,
+                    data: gz,
+                });
             }
         }
     }
@@ -364,37 +379,19 @@ pub fn precompress(body: &[u8]) -> Vec<(Encoding, Vec<u8>)> {
 }
 
 async fn file_body(p: &Path, size: u64) -> Result<BlobBody, BlobError> {
-    let f = tokio::fs::File::open(p)
-        .await
-        .map_err(|e| BlobError::Backend {
-            bucket: "local folder".into(),
-            message: format!("{}: {e}", p.display()),
-        })?;
+    let backend = |e: std::io::Error| BlobError::Backend {
+        bucket: "local folder".into(),
+        message: format!("{}: {e}", p.display()),
+    };
+    let f = tokio::fs::File::open(p).await.map_err(backend)?;
     let path = p.display().to_string();
-    let stream = tokio_util_stream(f, path);
+    let stream = tokio_util::io::ReaderStream::with_capacity(f, 256 * 1024)
+        .map_err(move |e| BlobError::Backend {
+            bucket: "local folder".into(),
+            message: format!("{path}: {e}"),
+        })
+        .boxed();
     Ok(BlobBody { size, stream })
-}
-
-fn tokio_util_stream(f: tokio::fs::File, path: String) -> skyhost_meta::blob::ByteStream {
-    futures::stream::unfold((f, path), |(mut f, path)| async move {
-        use tokio::io::AsyncReadExt;
-        let mut buf = vec![0u8; 256 * 1024];
-        match f.read(&mut buf).await {
-            Ok(0) => None,
-            Ok(n) => {
-                buf.truncate(n);
-                Some((Ok(bytes::Bytes::from(buf)), (f, path)))
-            }
-            Err(e) => Some((
-                Err(BlobError::Backend {
-                    bucket: "local folder".into(),
-                    message: format!("{path}: {e}"),
-                }),
-                (f, path),
-            )),
-        }
-    })
-    .boxed()
 }
 
 /// The previous active manifest of the site, to reuse precompressed variants.
@@ -434,9 +431,11 @@ struct FileDone {
 /// What the job that handled a blob did.
 struct BlobDone {
     encodings: BTreeMap<Encoding, u64>,
-    /// Objects uploaded, objects reused, bytes uploaded.
+    /// Objects uploaded.
     uploaded: usize,
+    /// Objects the bucket already had.
     reused: usize,
+    /// Bytes uploaded.
     bytes: u64,
     /// The identity blob was uploaded (the bucket did not vouch for it).
     new_file: bool,
@@ -467,7 +466,11 @@ async fn variants(
     }
     let body = body.clone();
     let made = tokio::task::spawn_blocking(move || precompress(&body)).await?;
-    for (enc, data) in made {
+    for Variant {
+        encoding: enc,
+        data,
+    } in made
+    {
         let vkey = keys::blob(site, hash, Some(enc));
         let n = data.len() as u64;
         let sha = hex::encode(Sha256::digest(&data));
@@ -667,37 +670,21 @@ pub async fn deploy(backend: &Backend, o: &DeployOptions) -> Result<DeployReport
         })
         .await?;
 
-    let mut site_after = None;
-    if o.activate {
-        if o.wait_replicas {
-            wait_for_replicas(backend, &manifest, o.wait_timeout).await?;
-        }
-        site_after = Some(
-            update_site(
-                backend.meta.as_ref(),
-                site,
-                Change {
-                    activate: Some(&deployment),
-                    add_domains: &o.domains,
-                    remove_domains: &[],
-                },
-            )
-            .await?,
-        );
-    } else if !o.domains.is_empty() {
-        site_after = Some(
-            update_site(
-                backend.meta.as_ref(),
-                site,
-                Change {
-                    activate: None,
-                    add_domains: &o.domains,
-                    remove_domains: &[],
-                },
-            )
-            .await?,
-        );
+    if o.activate && o.wait_replicas {
+        wait_for_replicas(backend, &manifest, o.wait_timeout).await?;
     }
+    // One conditional write activates and adds the domains; without either the site
+    // record is left as it is.
+    let change = Change {
+        activate: o.activate.then_some(&deployment),
+        add_domains: &o.domains,
+        remove_domains: &[],
+    };
+    let site_after = if change.activate.is_some() || !o.domains.is_empty() {
+        Some(update_site(backend.meta.as_ref(), site, change).await?)
+    } else {
+        None
+    };
     Ok(DeployReport {
         deployment,
         files: file_count,
@@ -747,18 +734,18 @@ mod tests {
         let text = "<p>hello skyhost</p>\n".repeat(200);
         let v = precompress(text.as_bytes());
         assert_eq!(
-            v.iter().map(|(e, _)| *e).collect::<Vec<_>>(),
+            v.iter().map(|v| v.encoding).collect::<Vec<_>>(),
             vec![Encoding::Br, Encoding::Gzip]
         );
-        for (_, d) in &v {
-            assert!(d.len() < text.len());
+        for v in &v {
+            assert!(v.data.len() < text.len());
         }
         let random: Vec<u8> = (0..4096u32)
             .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
             .collect();
         assert!(precompress(&random)
             .iter()
-            .all(|(_, d)| d.len() < random.len()));
+            .all(|v| v.data.len() < random.len()));
         assert!(!compressible("image/jpeg", 10_000));
         assert!(!compressible("text/html; charset=utf-8", 10));
         assert!(compressible("text/html; charset=utf-8", 1000));

@@ -26,9 +26,9 @@ pub struct RegionView {
 }
 
 /// What a region answered for a site.
-struct Served {
-    deployment: Option<String>,
-    revision: Option<u64>,
+pub(crate) struct Served {
+    pub(crate) deployment: Option<String>,
+    pub(crate) revision: Option<u64>,
 }
 
 /// A site's status.
@@ -51,7 +51,11 @@ async fn health(client: &reqwest::Client, endpoint: Option<&str>) -> String {
     }
 }
 
-async fn serving(client: &reqwest::Client, endpoint: Option<&str>, site: &Site) -> Option<Served> {
+pub(crate) async fn serving(
+    client: &reqwest::Client,
+    endpoint: Option<&str>,
+    site: &Site,
+) -> Option<Served> {
     let host = site.domains.first()?;
     let r = client
         .head(format!("{}/", endpoint?))
@@ -158,6 +162,39 @@ pub fn render(statuses: &[SiteStatus]) -> String {
     out
 }
 
+/// One refresh of `skyhost status --watch`: on a terminal the screen is cleared and the
+/// view drawn from its top-left corner, so it stays in place; elsewhere (a pipe, a log)
+/// each view follows the last under a line with its time. Pure.
+pub fn watch_frame(view: &str, at: &str, terminal: bool) -> String {
+    if terminal {
+        format!("\x1b[H\x1b[2J{at}  (Ctrl-C stops)\n\n{view}")
+    } else {
+        format!("--- {at}\n{view}")
+    }
+}
+
+/// `skyhost status --watch`: the view again every `every`, until Ctrl-C. A failed read is
+/// shown in place of the view and retried.
+pub async fn watch(backend: &Backend, site: Option<&SiteId>, every: Duration) -> Result<()> {
+    use std::io::{IsTerminal, Write};
+    let terminal = std::io::stdout().is_terminal();
+    loop {
+        let view = match status(backend, site).await {
+            Ok(st) => render(&st),
+            Err(e) => format!("error: {e:#} (retrying)\n"),
+        };
+        let at = httpdate::fmt_http_date(std::time::SystemTime::now());
+        let mut out = std::io::stdout().lock();
+        let _ = out.write_all(watch_frame(&view, &at, terminal).as_bytes());
+        let _ = out.flush();
+        drop(out);
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = tokio::signal::ctrl_c() => return Ok(()),
+        }
+    }
+}
+
 /// What the table says of a region's missing blobs: nothing once it holds them all.
 fn missing_note(missing: Option<usize>) -> String {
     match missing {
@@ -223,6 +260,17 @@ mod tests {
             lines[4].contains("unreachable") && lines[4].contains(" - "),
             "{out}"
         );
+    }
+
+    #[test]
+    fn watch_frames_redraw_in_place_only_on_a_terminal() {
+        let cases = [
+            (true, "\x1b[H\x1b[2JT  (Ctrl-C stops)\n\nview\n"),
+            (false, "--- T\nview\n"),
+        ];
+        for (terminal, want) in cases {
+            assert_eq!(watch_frame("view\n", "T", terminal), want);
+        }
     }
 
     #[test]

@@ -19,7 +19,9 @@ pub mod tls;
 pub mod ttl;
 
 pub use ids::{BlobHash, DeploymentId, Domain, IdError, SiteId};
-pub use model::{Deployment, DeploymentState, Encoding, FileEntry, Manifest, RegionStatus, Site};
+pub use model::{
+    Deployment, DeploymentState, Encoding, FileEntry, Manifest, RegionStatus, Site, SiteRecord,
+};
 
 /// Unix seconds now.
 pub fn now() -> i64 {

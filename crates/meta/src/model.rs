@@ -39,12 +39,58 @@ impl Site {
         }
     }
 
+    /// A site created again under the name of a removed one: its revision continues from
+    /// the removal's, so no region holding the old record or its removal prefers them.
+    pub fn recreated(id: SiteId, now: i64, removed_at: u64) -> Self {
+        Site {
+            revision: removed_at + 1,
+            ..Site::new(id, now)
+        }
+    }
+
     /// The next version of this record: same site, revision + 1.
     pub fn next(&self, now: i64) -> Self {
         Site {
             revision: self.revision + 1,
             updated: now,
             ..self.clone()
+        }
+    }
+}
+
+/// What the sites table holds under a site's name: its live record, or the tombstone its
+/// removal left.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SiteRecord {
+    /// The site exists.
+    Live(Site),
+    /// The site was removed at `revision`. The tombstone stays, so that no notification or
+    /// cached record older than the removal brings the site back, and a site created
+    /// again under the name carries on from this revision.
+    Removed {
+        /// The site.
+        id: SiteId,
+        /// The removal's revision: one above the last live record's.
+        revision: u64,
+        /// Unix seconds of the removal.
+        updated: i64,
+    },
+}
+
+impl SiteRecord {
+    /// The record's revision, live or removed.
+    pub fn revision(&self) -> u64 {
+        match self {
+            SiteRecord::Live(s) => s.revision,
+            SiteRecord::Removed { revision, .. } => *revision,
+        }
+    }
+
+    /// The live record, if the site exists.
+    pub fn live(self) -> Option<Site> {
+        match self {
+            SiteRecord::Live(s) => Some(s),
+            SiteRecord::Removed { .. } => None,
         }
     }
 }

@@ -302,6 +302,80 @@ pub async fn generation_lists_every_site_change(store: &dyn MetaStore, _feed: &d
     assert_eq!(store.generation().await.unwrap().number, 9);
 }
 
+pub async fn removal_leaves_a_tombstone(store: &dyn MetaStore, feed: &dyn ChangeFeed) {
+    use skyhost_meta::store::item::site_record_from_item;
+    let id = site("gone");
+    let s1 = create(store, &id, &["gone.example"]).await;
+    let d = deployment(&id, 1_800_000_000);
+    store.put_deployment(&d).await.unwrap();
+    let live = store.activate(&id, &d.id, s1.revision, 5).await.unwrap();
+    let start = feed.read(None, 1000).await.unwrap().cursor;
+
+    // A stale writer cannot remove it; the current revision can.
+    assert!(matches!(
+        store.delete_site(&s1, 6).await,
+        Err(StoreError::Conflict { .. })
+    ));
+    let removed_at = store.delete_site(&live, 6).await.unwrap();
+    assert_eq!(removed_at, live.revision + 1);
+    assert_eq!(store.site(&id).await.unwrap(), None);
+    assert_eq!(
+        store.site_record(&id).await.unwrap(),
+        Some(SiteRecord::Removed {
+            id: id.clone(),
+            revision: removed_at,
+            updated: 6
+        })
+    );
+    assert!(store.sites().await.unwrap().iter().all(|s| s.id != id));
+    let domain = Domain::parse("gone.example").unwrap();
+    assert_eq!(store.site_for_domain(&domain).await.unwrap(), None);
+    // The removal is a site change the generation lists, at the tombstone's revision.
+    let g = store.generation().await.unwrap();
+    assert_eq!(
+        g.recent.last().map(|c| (c.site.clone(), c.revision)),
+        Some((id.clone(), removed_at))
+    );
+    // The change feed carries the tombstone as the site item's new image.
+    let batch = feed.read(start.as_deref(), 1000).await.unwrap();
+    let tombstones: Vec<u64> = batch
+        .records
+        .iter()
+        .filter(|r| r.event_name != "REMOVE")
+        .filter_map(|r| site_record_from_item(r.change.new_image.clone()).ok())
+        .filter(|r| matches!(r, SiteRecord::Removed { .. }))
+        .map(|r| r.revision())
+        .collect();
+    assert_eq!(tombstones, vec![removed_at]);
+
+    // Its domains are free: another site claims one.
+    let other = create(store, &site("claims"), &["gone.example"]).await;
+    assert_eq!(
+        store.site_for_domain(&domain).await.unwrap(),
+        Some(other.id.clone())
+    );
+
+    // Created again, it carries on above the removal; revision 1 is refused.
+    assert!(store
+        .put_site(None, &Site::new(id.clone(), 7))
+        .await
+        .is_err());
+    let again = Site::recreated(id.clone(), 7, removed_at);
+    store.put_site(None, &again).await.unwrap();
+    assert_eq!(
+        store.site(&id).await.unwrap().unwrap().revision,
+        removed_at + 1
+    );
+    // Creating over a live record at that revision is refused: only a tombstone is replaced.
+    let mut over_live = Site::recreated(id.clone(), 8, again.revision);
+    over_live.domains = vec![Domain::parse("x.example").unwrap()];
+    assert!(matches!(
+        store.put_site(None, &over_live).await,
+        Err(StoreError::Conflict { .. })
+    ));
+    assert_eq!(store.site(&id).await.unwrap(), Some(again));
+}
+
 macro_rules! contract {
     ($adapter:ident, $make:expr) => {
         mod $adapter {
@@ -330,6 +404,11 @@ macro_rules! contract {
             async fn generation_lists_every_site_change() {
                 let (s, f) = $make.await;
                 super::generation_lists_every_site_change(&s, &f).await;
+            }
+            #[tokio::test]
+            async fn removal_leaves_a_tombstone() {
+                let (s, f) = $make.await;
+                super::removal_leaves_a_tombstone(&s, &f).await;
             }
             #[tokio::test]
             async fn change_feed_once_in_order() {

@@ -14,7 +14,7 @@ use http::HeaderValue;
 use skyhost_meta::cache::{Cache, SiteEntry};
 use skyhost_meta::store::{MetaStore, StoreError};
 use skyhost_meta::ttl::TtlMap;
-use skyhost_meta::{keys, DeploymentId, Domain, Manifest, Site, SiteId};
+use skyhost_meta::{keys, DeploymentId, Domain, Manifest, Site, SiteId, SiteRecord};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -65,6 +65,14 @@ impl Loaded {
             last_modified: value(&crate::conditional::http_date(manifest.created)),
             manifest,
         }
+    }
+}
+
+/// A cache entry of what the store holds under a site's name (`site: None`: removed).
+fn entry_of(record: SiteRecord) -> SiteEntry {
+    SiteEntry {
+        revision: record.revision(),
+        site: record.live().map(Arc::new),
     }
 }
 
@@ -263,19 +271,12 @@ impl Resolver {
                     if !cache.claim_site_refresh(&id, window).await {
                         return;
                     }
-                    match meta.site(&id).await {
-                        Ok(Some(s)) => {
-                            let revision = s.revision;
-                            if cache
-                                .put_site(
-                                    &id,
-                                    SiteEntry {
-                                        revision,
-                                        site: Some(Arc::new(s)),
-                                    },
-                                )
-                                .await
-                            {
+                    match meta.site_record(&id).await {
+                        Ok(Some(record)) => {
+                            // A tombstone is a record too: the removal wins over the
+                            // cached live record it follows.
+                            let revision = record.revision();
+                            if cache.put_site(&id, entry_of(record)).await {
                                 tracing::info!(site = %id, revision, "site record refreshed from the store");
                             }
                         }
@@ -298,8 +299,8 @@ impl Resolver {
         // the other instances so, off the request's path.
         let (cache, claimed, window) = (self.cache.clone(), id.clone(), self.refresh);
         let claim = tokio::spawn(async move { cache.claim_site_refresh(&claimed, window).await });
-        let site = match self.meta.site(id).await {
-            Ok(site) => site,
+        let record = match self.meta.site_record(id).await {
+            Ok(record) => record,
             Err(e) => {
                 // A failed read refreshed nothing: give the window back, once the claim
                 // has been answered, and only if it was this instance's.
@@ -313,8 +314,13 @@ impl Resolver {
             }
         };
         self.fresh.insert(id.clone(), (), self.refresh);
-        let Some(s) = site else {
-            return Ok(self.cache.site(id).await.and_then(|e| e.site));
+        let s = match record {
+            Some(SiteRecord::Live(s)) => s,
+            Some(removed @ SiteRecord::Removed { .. }) => {
+                self.cache.put_site(id, entry_of(removed)).await;
+                return Ok(self.cache.site(id).await.and_then(|e| e.site));
+            }
+            None => return Ok(self.cache.site(id).await.and_then(|e| e.site)),
         };
         let s = Arc::new(s);
         self.cache
@@ -372,9 +378,15 @@ impl Resolver {
         if held.as_ref().is_some_and(|h| h.revision >= revision) {
             return Ok(true);
         }
-        // Removed since: nothing newer will come.
-        let Some(s) = self.meta.site(id).await? else {
-            return Ok(true);
+        let s = match self.meta.site_record(id).await? {
+            Some(SiteRecord::Live(s)) => s,
+            // Removed: the tombstone's revision replaces what this instance holds.
+            Some(SiteRecord::Removed { revision: got, .. }) => {
+                self.apply(id, got, None).await;
+                return Ok(got >= revision);
+            }
+            // Never created: nothing newer will come.
+            None => return Ok(true),
         };
         let got = s.revision;
         if held.is_some() {
@@ -402,12 +414,11 @@ impl Resolver {
         if current.is_none() {
             // A cold instance knows nothing: seed from the store so a stale notification
             // cannot install an old record.
-            match self.meta.site(id).await {
-                Ok(Some(s)) => {
-                    let entry = SiteEntry {
-                        revision: s.revision,
-                        site: Some(Arc::new(s)),
-                    };
+            // A removal's tombstone is seeded too: a notification from before the removal,
+            // replayed to a cold instance, must not bring the site back.
+            match self.meta.site_record(id).await {
+                Ok(Some(record)) => {
+                    let entry = entry_of(record);
                     self.cache.put_site(id, entry.clone()).await;
                     current = Some(entry);
                     seeded = true;

@@ -189,15 +189,15 @@ async fn notifications_switch_deployments_only_forward() {
     assert_eq!(page(host.clone()).await.status, StatusCode::NOT_FOUND);
     assert_eq!(page(new_host.clone()).await.text(), "version B");
 
-    // The site is removed: nothing resolves.
-    meta.delete_site(&moved).await.unwrap();
-    let (body, sig) = signed_notification(
-        b"new-secret",
-        &moved.id,
-        moved.revision + 1,
-        None::<&Site>,
-        now,
+    // The site is removed: its tombstone's revision is above the live record's, so a
+    // region that holds that record (this one) accepts the removal.
+    let removed_at = meta.delete_site(&moved, now).await.unwrap();
+    assert!(
+        removed_at > moved.revision,
+        "{removed_at} > {}",
+        moved.revision
     );
+    let (body, sig) = signed_notification(b"new-secret", &moved.id, removed_at, None::<&Site>, now);
     let (status, v) = notify(&c, &server.base, body, Some(&sig)).await;
     assert_eq!(
         (status, v["applied"].clone()),
@@ -273,4 +273,139 @@ async fn cold_instance_refuses_a_stale_notification() {
         serde_json::from_slice(&g.into_body().collect().await.unwrap()).unwrap();
     assert_eq!(v["applied"], true, "{v}");
     server.stop().await;
+}
+
+/// An origin instance of `REGION` with nothing cached, accepting secret `s`.
+fn cold_origin(meta: &Arc<dyn MetaStore>, bucket: &Arc<dyn BlobStore>) -> Arc<Origin> {
+    let mut config = config();
+    config.notify_secret = skyhost_meta::secrets::Secret::fixed(vec![b"s".to_vec()]);
+    let cache: Arc<dyn Cache> = Arc::new(MemoryCache::new(config.cache_bytes));
+    origin_over(config, meta, bucket, cache)
+}
+
+#[tokio::test]
+async fn a_replayed_notification_cannot_bring_a_removed_site_back() {
+    let (meta, bucket, site, host) = on_moto("replay").await;
+    let a = deploy(
+        meta.as_ref(),
+        bucket.as_ref(),
+        &site,
+        &[&host],
+        &[file("/index.html", "A", "text/html")],
+        rules(None, None, None),
+    )
+    .await;
+    let now = skyhost_meta::now();
+    // Captured before the removal: validly signed, and still within the 300 s window.
+    let (old_body, old_sig) =
+        signed_notification(b"s", &a.site.id, a.site.revision, Some(&a.site), now);
+    let c = client();
+
+    // A warm instance that serves the site, and a region that never heard of it.
+    let warm = start(cold_origin(&meta, &bucket)).await;
+    assert_eq!(get(&c, &warm.base, &host, "/").await.text(), "A");
+
+    let removed_at = meta.delete_site(&a.site, now).await.unwrap();
+    let (body, sig) = signed_notification(b"s", &a.site.id, removed_at, None::<&Site>, now);
+    let (status, v) = notify(&c, &warm.base, body, Some(&sig)).await;
+    assert_eq!(
+        (status, v["applied"].clone()),
+        (StatusCode::OK, true.into())
+    );
+    assert_eq!(
+        get(&c, &warm.base, &host, "/").await.status,
+        StatusCode::NOT_FOUND
+    );
+    // The old notification replayed to the warm instance changes nothing.
+    let (_, v) = notify(&c, &warm.base, old_body.clone(), Some(&old_sig)).await;
+    assert_eq!(v["applied"], false, "{v}");
+    assert_eq!(
+        get(&c, &warm.base, &host, "/").await.status,
+        StatusCode::NOT_FOUND
+    );
+
+    // Replayed to a cold instance, after the removal: refused, the site stays gone.
+    let cold = start(cold_origin(&meta, &bucket)).await;
+    assert_eq!(
+        get(&c, &cold.base, &host, "/").await.status,
+        StatusCode::NOT_FOUND
+    );
+    let (status, v) = notify(&c, &cold.base, old_body.clone(), Some(&old_sig)).await;
+    assert_eq!(
+        (status, v["applied"].clone()),
+        (StatusCode::OK, false.into()),
+        "{v}"
+    );
+    assert_eq!(
+        get(&c, &cold.base, &host, "/").await.status,
+        StatusCode::NOT_FOUND
+    );
+    // Replayed first thing to another cold instance, before any visitor: refused too.
+    let colder = start(cold_origin(&meta, &bucket)).await;
+    let (_, v) = notify(&c, &colder.base, old_body, Some(&old_sig)).await;
+    assert_eq!(v["applied"], false, "{v}");
+    assert_eq!(
+        get(&c, &colder.base, &host, "/").await.status,
+        StatusCode::NOT_FOUND
+    );
+
+    // Created again under the same name: its revision carries on past the removal, so
+    // every instance takes it, notified or not.
+    let again = deploy(
+        meta.as_ref(),
+        bucket.as_ref(),
+        &site,
+        &[&host],
+        &[file("/index.html", "again", "text/html")],
+        rules(None, None, None),
+    )
+    .await;
+    assert!(again.site.revision > removed_at);
+    let (body, sig) = signed_notification(
+        b"s",
+        &again.site.id,
+        again.site.revision,
+        Some(&again.site),
+        now,
+    );
+    let (_, v) = notify(&c, &warm.base, body, Some(&sig)).await;
+    assert_eq!(v["applied"], true, "{v}");
+    assert_eq!(get(&c, &warm.base, &host, "/").await.text(), "again");
+    for s in [warm, cold, colder] {
+        s.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn an_instance_that_missed_the_removal_converges_within_a_second() {
+    let (meta, bucket, site, host) = on_moto("missed").await;
+    let a = deploy(
+        meta.as_ref(),
+        bucket.as_ref(),
+        &site,
+        &[&host],
+        &[file("/index.html", "A", "text/html")],
+        rules(None, None, None),
+    )
+    .await;
+    let c = client();
+    let warm = start(cold_origin(&meta, &bucket)).await;
+    assert_eq!(get(&c, &warm.base, &host, "/").await.text(), "A");
+    meta.delete_site(&a.site, skyhost_meta::now())
+        .await
+        .unwrap();
+    // No notification: the generation item names the removal.
+    let started = std::time::Instant::now();
+    loop {
+        if get(&c, &warm.base, &host, "/").await.status == StatusCode::NOT_FOUND {
+            break;
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_millis(1500),
+            "still served {:?} after the removal",
+            started.elapsed()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    warm.stop().await;
 }

@@ -3,6 +3,7 @@
 use aws_lambda_events::event::dynamodb::EventRecord;
 use skyhost_meta::notify::Notification;
 use skyhost_meta::store::item::{self, Item};
+use skyhost_meta::SiteRecord;
 
 /// What to do with one stream record.
 #[derive(Debug, Clone, PartialEq)]
@@ -19,8 +20,10 @@ fn is_site(image: &Item) -> bool {
     item::attr_str(image, "kind") == Some("site")
 }
 
-/// Decides what a stream record means. A removal carries only the old image, so the
-/// notification names the removed record's site and revision, with no record.
+/// Decides what a stream record means. A removal writes a tombstone one revision above
+/// the last live record, so its notification carries that revision, which every region
+/// accepts, and no record. An item deleted outright (by hand: skyhost never does) is
+/// announced as a removal one revision above the deleted one.
 pub fn decide(rec: &EventRecord) -> Decision {
     let change = &rec.change;
     let new_is_site = is_site(&change.new_image);
@@ -44,13 +47,26 @@ pub fn decide(rec: &EventRecord) -> Decision {
             rec.event_name
         ));
     }
-    match item::site_from_item(image.clone()) {
-        Ok(site) => Decision::Notify(Notification {
-            site: site.id.clone(),
-            revision: site.revision,
-            record: (!removed).then_some(site),
-            changed_ms,
-        }),
+    match item::site_record_from_item(image.clone()) {
+        Ok(record) => {
+            let (site, revision, record) = match (removed, record) {
+                (false, SiteRecord::Live(s)) => (s.id.clone(), s.revision, Some(s)),
+                (false, SiteRecord::Removed { id, revision, .. }) => (id, revision, None),
+                (true, r) => {
+                    let id = match &r {
+                        SiteRecord::Live(s) => s.id.clone(),
+                        SiteRecord::Removed { id, .. } => id.clone(),
+                    };
+                    (id, r.revision().saturating_add(1), None)
+                }
+            };
+            Decision::Notify(Notification {
+                site,
+                revision,
+                record,
+                changed_ms,
+            })
+        }
         Err(e) => Decision::Undecodable(e.to_string()),
     }
 }
@@ -78,6 +94,14 @@ mod tests {
             v["active"] = json!({"S": a});
         }
         v
+    }
+
+    fn tombstone(rev: u64) -> serde_json::Value {
+        json!({
+            "pk": {"S": "SITE#blog"}, "sk": {"S": "SITE"}, "kind": {"S": "site"},
+            "site": {"S": "blog"}, "revision": {"N": rev.to_string()},
+            "updated": {"N": "1767435072"}, "removed": {"BOOL": true}
+        })
     }
 
     fn record(
@@ -116,9 +140,21 @@ mod tests {
                 ),
                 Ok(Some((7, true, Some(D1)))),
             ),
+            // A removal leaves a tombstone one above the live record: that revision,
+            // no record.
+            (
+                record("MODIFY", Some(tombstone(8)), Some(site_image(7, Some(D1)))),
+                Ok(Some((8, false, None))),
+            ),
+            // An item deleted outright is a removal above the deleted revision.
             (
                 record("REMOVE", None, Some(site_image(7, Some(D1)))),
-                Ok(Some((7, false, None))),
+                Ok(Some((8, false, None))),
+            ),
+            // A site created again over its tombstone carries on from it.
+            (
+                record("MODIFY", Some(site_image(9, None)), Some(tombstone(8))),
+                Ok(Some((9, true, None))),
             ),
             (record("INSERT", Some(deployment.clone()), None), Ok(None)),
             (record("REMOVE", None, Some(deployment)), Ok(None)),

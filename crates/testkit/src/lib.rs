@@ -1,6 +1,7 @@
 //! Test support shared by skyhost's crates: the real servers `make test` starts, and fresh
 //! tables and buckets on moto. A missing server fails the test; it is never skipped.
 
+pub mod fault_proxy;
 pub mod raw_http;
 
 use skyhost_meta::blob::s3::S3BlobStore;

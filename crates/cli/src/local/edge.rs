@@ -2,7 +2,9 @@
 //! each request from the healthy region nearest to the simulated client
 //! (`X-Skyhost-Client-Region`), checks every region's `/_skyhost/health`, and moves
 //! traffic away after `threshold` failed checks in a row (and back after as many
-//! successes).
+//! successes). Between checks it plays CloudFront's origin failover: a GET, HEAD or
+//! OPTIONS that the chosen region cannot answer, or answers with a 5xx, is sent to the
+//! next healthy region.
 
 use super::latency;
 use bytes::Bytes;
@@ -18,6 +20,8 @@ use std::time::Duration;
 
 /// The header naming the simulated client's region.
 pub const CLIENT_REGION: &str = "x-skyhost-client-region";
+/// Regions a failed GET, HEAD or OPTIONS is tried in, the first included.
+const MAX_TRIES: usize = 3;
 
 type Body = BoxBody<Bytes, std::io::Error>;
 
@@ -130,9 +134,7 @@ impl Edge {
 
     /// The region a client in `client` is sent to: the nearest healthy one.
     pub fn route(&self, client: &str) -> Option<usize> {
-        latency::nearest_first(client, &self.regions)
-            .into_iter()
-            .find(|&i| self.healthy(i))
+        self.candidates(client).first().copied()
     }
 
     fn plain(status: u16, msg: &str) -> http::Response<Body> {
@@ -194,16 +196,65 @@ impl Edge {
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned)
             .unwrap_or_else(|| self.regions[0].clone());
-        let Some(i) = self.route(&client_region) else {
+        let order = self.candidates(&client_region);
+        if order.is_empty() {
             return Self::plain(503, "no healthy region\n");
+        }
+        // As a CloudFront origin group: a GET, HEAD or OPTIONS that the chosen region
+        // fails (no connection, or a 5xx) goes to the next healthy region, so a region
+        // that goes out between two health checks costs its visitors no error.
+        let failover = matches!(
+            *req.method(),
+            http::Method::GET | http::Method::HEAD | http::Method::OPTIONS
+        );
+        let tries = if failover {
+            order.len().min(MAX_TRIES)
+        } else {
+            1
         };
-        let t = &self.targets[i];
+        let (parts, body) = req.into_parts();
+        for (n, &i) in order.iter().take(tries).enumerate() {
+            let last = n + 1 == tries;
+            let t = &self.targets[i];
+            match self.send(&parts, body.clone(), &client_region, t).await {
+                Ok(resp) if last || !resp.status().is_server_error() => {
+                    return Self::relay(resp, &client_region, &t.region);
+                }
+                Ok(resp) => {
+                    tracing::debug!(region = %t.region, status = %resp.status(), "region failed a request; trying the next");
+                }
+                Err(e) if last => {
+                    return Self::plain(502, &format!("region {} did not answer: {e}\n", t.region));
+                }
+                Err(e) => {
+                    tracing::debug!(region = %t.region, error = %e, "region did not answer; trying the next");
+                }
+            }
+        }
+        Self::plain(502, "no region answered\n")
+    }
+
+    /// The healthy regions for a visitor in `client_region`, nearest first.
+    fn candidates(&self, client_region: &str) -> Vec<usize> {
+        latency::nearest_first(client_region, &self.regions)
+            .into_iter()
+            .filter(|&i| self.healthy(i))
+            .collect()
+    }
+
+    /// Sends the request to region `t`.
+    async fn send(
+        &self,
+        parts: &http::request::Parts,
+        body: Bytes,
+        client_region: &str,
+        t: &Target,
+    ) -> reqwest::Result<reqwest::Response> {
         t.routed.fetch_add(1, Ordering::Relaxed);
         if self.opts.emulate_latency {
-            let ms = latency::rtt_ms(&client_region, &t.region);
+            let ms = latency::rtt_ms(client_region, &t.region);
             tokio::time::sleep(Duration::from_millis(u64::from(ms))).await;
         }
-        let (parts, body) = req.into_parts();
         let path = parts
             .uri
             .path_and_query()
@@ -225,24 +276,24 @@ impl Edge {
                 out = out.header("x-forwarded-host", host.clone());
             }
         }
-        match out.send().await {
-            Ok(resp) => {
-                let mut b = http::Response::builder().status(resp.status());
-                for (name, value) in resp.headers() {
-                    if !is_hop_by_hop(name.as_str()) {
-                        b = b.header(name, value);
-                    }
-                }
-                b = b.header("x-skyhost-edge", format!("{client_region}->{}", t.region));
-                let stream = resp
-                    .bytes_stream()
-                    .map_ok(Frame::data)
-                    .map_err(std::io::Error::other);
-                b.body(BodyExt::boxed(StreamBody::new(stream)))
-                    .unwrap_or_else(|_| Self::plain(502, "bad upstream response\n"))
+        out.send().await
+    }
+
+    /// A region's answer, streamed on to the visitor.
+    fn relay(resp: reqwest::Response, client_region: &str, region: &str) -> http::Response<Body> {
+        let mut b = http::Response::builder().status(resp.status());
+        for (name, value) in resp.headers() {
+            if !is_hop_by_hop(name.as_str()) {
+                b = b.header(name, value);
             }
-            Err(e) => Self::plain(502, &format!("region {} did not answer: {e}\n", t.region)),
         }
+        b = b.header("x-skyhost-edge", format!("{client_region}->{region}"));
+        let stream = resp
+            .bytes_stream()
+            .map_ok(Frame::data)
+            .map_err(std::io::Error::other);
+        b.body(BodyExt::boxed(StreamBody::new(stream)))
+            .unwrap_or_else(|_| Self::plain(502, "bad upstream response\n"))
     }
 }
 

@@ -84,6 +84,13 @@ fn expression(c: &Condition) -> Expr {
             values.insert(":rev".into(), AttributeValue::N(n.to_string()));
             Some("#rev = :rev".into())
         }
+        Condition::RemovedAt(n) => {
+            names.insert("#rev".into(), "revision".into());
+            names.insert("#removed".into(), "removed".into());
+            values.insert(":rev".into(), AttributeValue::N(n.to_string()));
+            values.insert(":removed".into(), AttributeValue::Bool(true));
+            Some("#rev = :rev AND #removed = :removed".into())
+        }
         Condition::SiteIs(s) => {
             names.insert("#site".into(), "site".into());
             values.insert(":site".into(), AttributeValue::S(s.to_string()));

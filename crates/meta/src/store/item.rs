@@ -4,14 +4,14 @@
 //!
 //! | item | `pk` | `sk` | other attributes |
 //! |---|---|---|---|
-//! | site | `SITE#{id}` | `SITE` | `kind`=`site`, `site`, `domains` (list), `active`, `revision` (N), `suspended` (BOOL), `updated` (N) |
+//! | site | `SITE#{id}` | `SITE` | `kind`=`site`, `site`, `domains` (list), `active`, `revision` (N), `suspended` (BOOL), `updated` (N), `removed` (BOOL, only on a tombstone) |
 //! | domain | `DOMAIN#{host}` | `DOMAIN` | `kind`=`domain`, `domain`, `site` |
 //! | deployment | `SITE#{id}` | `DEPLOY#{deployment}` | `kind`=`deployment`, `site`, `id`, `created`, `file_count`, `bytes`, `state`, `message` |
 //! | region | `REGION#{name}` | `REGION` | `kind`=`region`, `region`, `maintenance` (BOOL) |
 
 use super::StoreError;
 use crate::ids::{Domain, SiteId};
-use crate::model::{Deployment, RegionStatus, Site, SiteSettings};
+use crate::model::{Deployment, RegionStatus, Site, SiteRecord, SiteSettings};
 use serde::{Deserialize, Serialize};
 pub use serde_dynamo::Item;
 
@@ -71,6 +71,9 @@ struct SiteItem {
     suspended: bool,
     #[serde(default)]
     updated: i64,
+    /// A tombstone: the site was removed at `revision`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    removed: bool,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -123,13 +126,47 @@ pub fn site_item(s: &Site) -> Item {
         revision: s.revision,
         suspended: s.settings.suspended,
         updated: s.updated,
+        removed: false,
     })
 }
 
-/// A site record from an item (a table read or a stream image).
+/// The tombstone a site's removal leaves at `revision`: no domains, nothing active.
+pub fn tombstone_item(id: &SiteId, revision: u64, now: i64) -> Item {
+    let k = site_key(id);
+    to_item(&SiteItem {
+        pk: k.pk,
+        sk: k.sk,
+        kind: "site".into(),
+        site: id.clone(),
+        domains: Vec::new(),
+        active: None,
+        revision,
+        suspended: false,
+        updated: now,
+        removed: true,
+    })
+}
+
+/// A live site record from an item (a table read or a stream image); a tombstone is
+/// [`StoreError::NoSuchSite`].
 pub fn site_from_item(item: Item) -> Result<Site, StoreError> {
+    match site_record_from_item(item)? {
+        SiteRecord::Live(s) => Ok(s),
+        SiteRecord::Removed { id, .. } => Err(StoreError::NoSuchSite(id)),
+    }
+}
+
+/// What a site item holds: a live record or a removal's tombstone.
+pub fn site_record_from_item(item: Item) -> Result<SiteRecord, StoreError> {
     let i: SiteItem = serde_dynamo::from_item(item).map_err(|e| corrupt("site item", e))?;
-    Ok(Site {
+    if i.removed {
+        return Ok(SiteRecord::Removed {
+            id: i.site,
+            revision: i.revision,
+            updated: i.updated,
+        });
+    }
+    Ok(SiteRecord::Live(Site {
         id: i.site,
         domains: i.domains,
         active: i.active,
@@ -138,7 +175,7 @@ pub fn site_from_item(item: Item) -> Result<Site, StoreError> {
             suspended: i.suspended,
         },
         updated: i.updated,
-    })
+    }))
 }
 
 /// A domain mapping as an item.

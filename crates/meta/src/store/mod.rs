@@ -12,7 +12,7 @@ pub mod sqlite;
 pub mod stream;
 
 use crate::ids::{DeploymentId, Domain, SiteId};
-use crate::model::{Deployment, DeploymentState, RegionStatus, Site};
+use crate::model::{Deployment, DeploymentState, RegionStatus, Site, SiteRecord};
 use async_trait::async_trait;
 use item::{Item, Key};
 
@@ -82,6 +82,8 @@ pub enum Condition {
     SiteIs(SiteId),
     /// The item must not exist, or its `site` attribute must equal this.
     NotExistsOrSiteIs(SiteId),
+    /// The item must be a removed site's tombstone at this revision.
+    RemovedAt(u64),
 }
 
 /// One write of an atomic batch.
@@ -135,11 +137,16 @@ pub trait MetaStore: Send + Sync {
     /// Applies all writes or none.
     async fn write(&self, writes: Vec<Write>) -> Result<(), WriteError>;
 
-    /// A site record.
+    /// A live site record (`None`: never created, or removed).
     async fn site(&self, id: &SiteId) -> Result<Option<Site>, StoreError> {
+        Ok(self.site_record(id).await?.and_then(SiteRecord::live))
+    }
+
+    /// What the table holds under a site's name: its record or its removal's tombstone.
+    async fn site_record(&self, id: &SiteId) -> Result<Option<SiteRecord>, StoreError> {
         self.get_item(&item::site_key(id))
             .await?
-            .map(item::site_from_item)
+            .map(item::site_record_from_item)
             .transpose()
     }
 
@@ -151,22 +158,28 @@ pub trait MetaStore: Send + Sync {
             .transpose()
     }
 
-    /// Every site, sorted by id.
+    /// Every live site, sorted by id.
     async fn sites(&self) -> Result<Vec<Site>, StoreError> {
         let mut v = self
             .scan_kind("site")
             .await?
             .into_iter()
-            .map(item::site_from_item)
+            .map(item::site_record_from_item)
+            .filter_map(|r| r.map(SiteRecord::live).transpose())
             .collect::<Result<Vec<_>, _>>()?;
         v.sort_by(|a, b| a.id.cmp(&b.id));
         Ok(v)
     }
 
     /// Writes `new` in place of `old` (`None`: creates the site), moving the domain
-    /// mappings with it, all in one atomic conditional write on `revision`.
+    /// mappings with it, all in one atomic conditional write on `revision`. A site
+    /// created over a removed one's tombstone ([`Site::recreated`]) replaces the
+    /// tombstone at `new.revision - 1`.
     async fn put_site(&self, old: Option<&Site>, new: &Site) -> Result<(), StoreError> {
-        let expected = old.map(|o| o.revision).unwrap_or(0);
+        let expected = match old {
+            Some(o) => o.revision,
+            None => new.revision.saturating_sub(1),
+        };
         if let Some(o) = old {
             if o.id != new.id {
                 return Err(StoreError::Invalid("site id cannot change".into()));
@@ -190,7 +203,8 @@ pub trait MetaStore: Send + Sync {
             item: Some(item::site_item(&new)),
             condition: match old {
                 Some(o) => Condition::RevisionIs(o.revision),
-                None => Condition::NotExists,
+                None if expected == 0 => Condition::NotExists,
+                None => Condition::RemovedAt(expected),
             },
         }];
         let added: Vec<&Domain> = new.domains.iter().filter(|d| !before.contains(d)).collect();
@@ -234,12 +248,15 @@ pub trait MetaStore: Send + Sync {
         }
     }
 
-    /// Deletes a site record and its domains, conditionally on its revision. Its
-    /// deployments and blobs stay (they are immutable and may be restored).
-    async fn delete_site(&self, site: &Site) -> Result<(), StoreError> {
+    /// Removes a site: its record becomes a tombstone one revision above it, and its
+    /// domains go (free to claim), in one atomic conditional write on its revision.
+    /// Returns the removal's revision. Its deployment records stay until deleted
+    /// ([`MetaStore::delete_deployment`]); blobs and manifests until `gc`.
+    async fn delete_site(&self, site: &Site, now: i64) -> Result<u64, StoreError> {
+        let removed_at = site.revision + 1;
         let mut writes = vec![Write {
             key: item::site_key(&site.id),
-            item: None,
+            item: Some(item::tombstone_item(&site.id, removed_at, now)),
             condition: Condition::RevisionIs(site.revision),
         }];
         for d in &site.domains {
@@ -250,8 +267,8 @@ pub trait MetaStore: Send + Sync {
             });
         }
         let gen_index = writes.len();
-        match self.write_bumping(writes, &site.id, site.revision).await {
-            Ok(()) => Ok(()),
+        match self.write_bumping(writes, &site.id, removed_at).await {
+            Ok(()) => Ok(removed_at),
             Err(WriteError::ConditionFailed(i)) if i == gen_index => Err(busy()),
             Err(WriteError::ConditionFailed(_)) => Err(StoreError::Conflict {
                 site: site.id.clone(),
@@ -259,6 +276,21 @@ pub trait MetaStore: Send + Sync {
             }),
             Err(WriteError::Store(e)) => Err(e),
         }
+    }
+
+    /// Deletes a deployment record (of a removed site, or one `gc` let go).
+    async fn delete_deployment(&self, site: &SiteId, id: &DeploymentId) -> Result<(), StoreError> {
+        let w = Write {
+            key: item::deployment_key(site, id),
+            item: None,
+            condition: Condition::None,
+        };
+        self.write(vec![w]).await.map_err(|e| match e {
+            WriteError::Store(e) => e,
+            WriteError::ConditionFailed(_) => {
+                StoreError::Backend("unconditional delete refused".into())
+            }
+        })
     }
 
     /// The sites' generation item ([`generation`]): what changed lately.

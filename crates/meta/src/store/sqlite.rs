@@ -85,16 +85,25 @@ pub(crate) fn holds(cond: &Condition, current: Option<&Item>) -> bool {
     match cond {
         Condition::None => true,
         Condition::NotExists => current.is_none(),
-        Condition::RevisionIs(n) => current
-            .and_then(|i| match i.get("revision") {
-                Some(serde_dynamo::AttributeValue::N(v)) => v.parse::<u64>().ok(),
-                _ => None,
-            })
-            .is_some_and(|r| r == *n),
+        Condition::RevisionIs(n) => revision_of(current) == Some(*n),
+        Condition::RemovedAt(n) => {
+            revision_of(current) == Some(*n)
+                && matches!(
+                    current.and_then(|i| i.get("removed")),
+                    Some(serde_dynamo::AttributeValue::Bool(true))
+                )
+        }
         Condition::SiteIs(s) => current.and_then(|i| item::attr_str(i, "site")) == Some(s.as_str()),
         Condition::NotExistsOrSiteIs(s) => {
             current.is_none() || current.and_then(|i| item::attr_str(i, "site")) == Some(s.as_str())
         }
+    }
+}
+
+fn revision_of(item: Option<&Item>) -> Option<u64> {
+    match item?.get("revision") {
+        Some(serde_dynamo::AttributeValue::N(v)) => v.parse::<u64>().ok(),
+        _ => None,
     }
 }
 

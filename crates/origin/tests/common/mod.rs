@@ -270,10 +270,14 @@ pub async fn deploy_with(
     }
     let now = skyhost_meta::now();
     let wanted: Vec<Domain> = domains.iter().map(|d| Domain::parse(d).unwrap()).collect();
-    let mut current = match meta.site(&site_id).await.unwrap() {
-        Some(s) => s,
-        None => {
-            let mut s = Site::new(site_id.clone(), now);
+    let mut current = match meta.site_record(&site_id).await.unwrap() {
+        Some(skyhost_meta::SiteRecord::Live(s)) => s,
+        removed => {
+            // Created again after a removal: carries on from the tombstone's revision.
+            let mut s = match removed {
+                Some(r) => Site::recreated(site_id.clone(), now, r.revision()),
+                None => Site::new(site_id.clone(), now),
+            };
             s.domains = wanted.clone();
             meta.put_site(None, &s).await.unwrap();
             s
