@@ -80,6 +80,7 @@ export AWS_REGION=us-west-2 AWS_DEFAULT_REGION=us-west-2
 export AWS_EC2_METADATA_DISABLED=true
 export SKYHOST_TEST_REDIS_URL="redis://127.0.0.1:$redis_port/"
 export SKYHOST_TEST_REDIS_SERVER="$(command -v redis-server)"
+export SKYHOST_TEST_REDBOT="$venv/bin/redbot"
 export PATH="$venv/bin:$PATH"
 
 "$@"

@@ -43,6 +43,8 @@ fn backend(meta: DynamoStore, bucket: S3BlobStore) -> Backend {
         },
         replicas: Vec::new(),
         public_url: None,
+        custom_domains: None,
+        sites_domain: None,
     }
 }
 

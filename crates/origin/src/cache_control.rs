@@ -4,11 +4,15 @@
 //! changes under that name, so browsers may keep it a year without asking again. HTML and
 //! every other file are revalidated on each use, which costs a 304 thanks to the ETag.
 //! An answer behind basic auth is for its requester only: [`keep_private`].
+//!
+//! No default says `public`: any cache may already keep an answer with a freshness
+//! lifetime, and `public` would only extend that to requests carrying `Authorization`
+//! (RFC 9111 §3.5), which basic-auth answers rule out with [`keep_private`].
 
 /// Fingerprinted assets.
-pub const IMMUTABLE: &str = "public, max-age=31536000, immutable";
+pub const IMMUTABLE: &str = "max-age=31536000, immutable";
 /// HTML and files without a content hash in their name.
-pub const REVALIDATE: &str = "public, max-age=0, must-revalidate";
+pub const REVALIDATE: &str = "max-age=0, must-revalidate";
 /// Server errors and answers that must not be reused.
 pub const NO_STORE: &str = "no-store";
 

@@ -5,6 +5,11 @@
 //!
 //! Order (RFC 9110 §13.2.2): preconditions, then the range, then the content coding; a
 //! range applies to the identity body, so a partial answer is never encoded.
+//!
+//! Only the requested resource itself carries validators (`ETag`, `Last-Modified`): a page
+//! standing in for a 404, 410 or 5xx is not the representation the request names, so
+//! preconditions never apply to it (RFC 9110 §13.2.1) and it comes back whole, with its
+//! status.
 
 use crate::cache_control;
 use crate::conditional::{self, Conditions, Precondition, Validators};
@@ -116,8 +121,10 @@ pub fn plan(
 
     // Room for every header a file answer carries, so the map never regrows.
     let mut h = HeaderMap::with_capacity(16);
-    h.insert(header::ETAG, header_value(&etag));
-    h.insert(header::LAST_MODIFIED, file.last_modified.clone());
+    if preconditions {
+        h.insert(header::ETAG, header_value(&etag));
+        h.insert(header::LAST_MODIFIED, file.last_modified.clone());
+    }
     let cc = match mode {
         Mode::File => cache_control::for_file(file.path, &entry.content_type),
         Mode::Page => cache_control::REVALIDATE,
@@ -552,6 +559,8 @@ mod tests {
                     ("content-length", s("1000")),
                     ("accept-ranges", None),
                     ("cache-control", s(cache_control::REVALIDATE)),
+                    ("etag", None),
+                    ("last-modified", None),
                 ],
                 want_body: blob(None, 1000, None),
             },
@@ -576,7 +585,11 @@ mod tests {
                 status: StatusCode::SERVICE_UNAVAILABLE,
                 mode: Mode::ErrorPage,
                 want_status: StatusCode::SERVICE_UNAVAILABLE,
-                want_headers: vec![("cache-control", s(cache_control::NO_STORE))],
+                want_headers: vec![
+                    ("cache-control", s(cache_control::NO_STORE)),
+                    ("etag", None),
+                    ("last-modified", None),
+                ],
                 want_body: blob(None, 1000, None),
             },
             Case {

@@ -7,24 +7,8 @@ use crate::handler::Origin;
 use bytes::Bytes;
 use lambda_http::request::RequestContext;
 use lambda_http::{Body, RequestExt};
-use percent_encoding::{utf8_percent_encode, AsciiSet, CONTROLS};
+use percent_encoding::utf8_percent_encode;
 use std::net::IpAddr;
-
-/// Bytes of a raw path that a URI cannot carry as they are; everything else (including
-/// `%` escapes, `\` and `..`) is kept so the origin judges the path itself.
-const URI_UNSAFE: &AsciiSet = &CONTROLS
-    .add(b' ')
-    .add(b'"')
-    .add(b'<')
-    .add(b'>')
-    .add(b'\\')
-    .add(b'^')
-    .add(b'`')
-    .add(b'{')
-    .add(b'|')
-    .add(b'}')
-    .add(b'#')
-    .add(b'?');
 
 /// The visitor's address as API Gateway saw it.
 pub fn source_ip(req: &lambda_http::Request) -> Option<IpAddr> {
@@ -43,7 +27,9 @@ pub fn into_request(req: lambda_http::Request) -> (http::Request<Bytes>, Option<
     let (mut parts, body) = req.into_parts();
     let query = parts.uri.query().map(str::to_owned);
     if !raw.is_empty() {
-        let mut pq = utf8_percent_encode(&raw, URI_UNSAFE).to_string();
+        // Everything a URI cannot carry is escaped; `%` escapes, `\` and `..` are kept so
+        // the origin judges the path itself.
+        let mut pq = utf8_percent_encode(&raw, skyhost_rules::escape::RAW_PATH).to_string();
         if let Some(q) = query.filter(|q| !q.is_empty()) {
             pq.push('?');
             pq.push_str(&q);

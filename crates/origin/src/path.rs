@@ -1,7 +1,6 @@
 //! Request paths: percent-decoded exactly once, refused when unsafe, and resolved against
 //! the paths of a deployment (directory index, pretty URLs, trailing-slash policy). Pure.
 
-use percent_encoding::{utf8_percent_encode, AsciiSet, CONTROLS};
 use skyhost_rules::TrailingSlash;
 use std::borrow::Cow;
 
@@ -101,25 +100,9 @@ fn hex(c: u8) -> Option<u8> {
     }
 }
 
-/// Characters escaped when a decoded path is written back into a `Location` header.
-const LOCATION_SET: &AsciiSet = &CONTROLS
-    .add(b' ')
-    .add(b'"')
-    .add(b'#')
-    .add(b'%')
-    .add(b'<')
-    .add(b'>')
-    .add(b'?')
-    .add(b'\\')
-    .add(b'^')
-    .add(b'`')
-    .add(b'{')
-    .add(b'|')
-    .add(b'}');
-
 /// A decoded path encoded for a `Location` header (non-ASCII and reserved bytes escaped).
 pub fn encode(path: &str) -> String {
-    utf8_percent_encode(path, LOCATION_SET).to_string()
+    skyhost_rules::escape::path(path)
 }
 
 /// How a decoded path maps onto a deployment's files.

@@ -257,3 +257,37 @@ async fn raw_sam_events_with_a_site_host() {
     let g = answer(&o, event("sam/apigateway-aws-proxy.json")).await;
     assert_eq!(g.status, StatusCode::NOT_FOUND);
 }
+
+/// Every known-length answer of the Lambda says its length: `GET` and `HEAD`, from the
+/// bucket and from the cache, compressed or not, and the plain 404.
+#[tokio::test]
+async fn lambda_answers_say_their_length() {
+    let d = docs().await;
+    let o = origin(&d.env, false);
+    for method in ["GET", "HEAD"] {
+        for coding in ["br", "identity"] {
+            for round in ["first", "cached"] {
+                for path in ["/docs/getting-started/", "/no/such/page"] {
+                    let mut v = event("skyhost/http-api-get-page.json");
+                    v["requestContext"]["http"]["method"] = method.into();
+                    v["rawPath"] = path.into();
+                    v["requestContext"]["http"]["path"] = path.into();
+                    v["headers"]["accept-encoding"] = coding.into();
+                    let what = format!("{method} {path} {coding} {round}");
+                    let g = answer(&o, v).await;
+                    let said: usize = g
+                        .header("content-length")
+                        .unwrap_or_else(|| panic!("{what}: no Content-Length"))
+                        .parse()
+                        .unwrap();
+                    assert!(said > 0, "{what}");
+                    if method == "GET" {
+                        assert_eq!(said, g.body.len(), "{what}");
+                    } else {
+                        assert!(g.body.is_empty(), "{what}");
+                    }
+                }
+            }
+        }
+    }
+}

@@ -551,7 +551,7 @@ async fn content_codings_and_cache_control() {
         assert_eq!(g.header("vary"), Some("Accept-Encoding"), "{accept:?}");
         assert_eq!(
             g.header("cache-control"),
-            Some("public, max-age=31536000, immutable")
+            Some("max-age=31536000, immutable")
         );
         assert_eq!(g.header("content-type"), Some("text/javascript"));
         let etag = match coding {
@@ -579,7 +579,7 @@ async fn content_codings_and_cache_control() {
     let html = w.get("/").await;
     assert_eq!(
         html.header("cache-control"),
-        Some("public, max-age=0, must-revalidate")
+        Some("max-age=0, must-revalidate")
     );
     assert_eq!(html.header("x-frame-options"), Some("DENY"));
     let css = w.get("/style.css").await;
@@ -755,7 +755,7 @@ async fn redirect_rules_rewrites_and_conditions() {
     let nf = w.get("/missing").await;
     assert_eq!(
         nf.header("cache-control"),
-        Some("public, max-age=0, must-revalidate")
+        Some("max-age=0, must-revalidate")
     );
     w.server.stop().await;
 }

@@ -9,6 +9,7 @@
 pub mod auth;
 pub mod config;
 pub mod error;
+pub mod escape;
 pub mod geo;
 pub mod headers;
 pub mod pattern;

@@ -21,7 +21,8 @@
 //! unless the target has a query string of its own or the rule matched query parameters
 //! (then the target names what it needs, e.g. `/store id=:id /products?id=:id`).
 
-use percent_encoding::{percent_decode_str, utf8_percent_encode, AsciiSet, CONTROLS};
+use crate::escape;
+use percent_encoding::{percent_decode_str, utf8_percent_encode};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{ErrorSink, RuleError, REDIRECTS_FILE};
@@ -33,29 +34,6 @@ pub const ALLOWED_STATUSES: &[u16] = &[200, 301, 302, 303, 307, 308, 404, 410];
 
 /// Status used when a rule names none.
 pub const DEFAULT_STATUS: u16 = 301;
-
-/// Characters encoded in a placeholder value substituted into a URL.
-const VALUE_SET: &AsciiSet = &CONTROLS
-    .add(b' ')
-    .add(b'"')
-    .add(b'#')
-    .add(b'%')
-    .add(b'<')
-    .add(b'>')
-    .add(b'?')
-    .add(b'`')
-    .add(b'{')
-    .add(b'}')
-    .add(b'\\')
-    .add(b'^')
-    .add(b'|')
-    .add(b'&')
-    .add(b'=')
-    .add(b'+')
-    .add(b'/');
-
-/// The splat keeps its slashes: it stands for several segments.
-const SPLAT_SET: &AsciiSet = &VALUE_SET.remove(b'/');
 
 /// What the request must carry in its query string for a rule to match.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -563,7 +541,11 @@ impl RedirectRule {
                 continue;
             };
             encode_literal(&mut out, &self.to[last..start - 1]);
-            let set = if name == SPLAT { SPLAT_SET } else { VALUE_SET };
+            let set = if name == SPLAT {
+                escape::VALUE
+            } else {
+                escape::VALUE_SEGMENT
+            };
             out.extend(utf8_percent_encode(value, set));
             last = end;
         }

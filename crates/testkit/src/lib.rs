@@ -49,6 +49,11 @@ pub fn redis_server_binary() -> String {
     required("SKYHOST_TEST_REDIS_SERVER", "installs redis-server")
 }
 
+/// The redbot command (an HTTP linter), exported by `make test`.
+pub fn redbot_binary() -> String {
+    required("SKYHOST_TEST_REDBOT", "installs redbot")
+}
+
 fn required(name: &str, what: &str) -> String {
     std::env::var(name).unwrap_or_else(|_| {
         panic!("{name} is not set: run the suite with `make test`, which {what}")

@@ -8,9 +8,8 @@
 
 use super::latency;
 use bytes::Bytes;
-use futures::TryStreamExt;
-use http_body_util::{combinators::BoxBody, BodyExt, Full, StreamBody};
-use hyper::body::{Frame, Incoming};
+use http_body_util::{combinators::BoxBody, BodyExt, Full};
+use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use skyhost_origin::forwarded::ORIGIN_VERIFY;
 use skyhost_origin::listener::{Limits, Refusal, Slots};
@@ -279,20 +278,20 @@ impl Edge {
         out.send().await
     }
 
-    /// A region's answer, streamed on to the visitor.
+    /// A region's answer, streamed on to the visitor. A body of known length keeps it, as
+    /// CloudFront keeps the origin's `Content-Length`: its length travels in the body's
+    /// size, so a `HEAD` still says it and a small page is not sent chunked.
     fn relay(resp: reqwest::Response, client_region: &str, region: &str) -> http::Response<Body> {
-        let mut b = http::Response::builder().status(resp.status());
-        for (name, value) in resp.headers() {
-            if !is_hop_by_hop(name.as_str()) {
+        let resp: http::Response<reqwest::Body> = resp.into();
+        let (parts, body) = resp.into_parts();
+        let mut b = http::Response::builder().status(parts.status);
+        for (name, value) in &parts.headers {
+            if name == http::header::CONTENT_LENGTH || !is_hop_by_hop(name.as_str()) {
                 b = b.header(name, value);
             }
         }
         b = b.header("x-skyhost-edge", format!("{client_region}->{region}"));
-        let stream = resp
-            .bytes_stream()
-            .map_ok(Frame::data)
-            .map_err(std::io::Error::other);
-        b.body(BodyExt::boxed(StreamBody::new(stream)))
+        b.body(body.map_err(std::io::Error::other).boxed())
             .unwrap_or_else(|_| Self::plain(502, "bad upstream response\n"))
     }
 }
