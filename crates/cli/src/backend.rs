@@ -40,9 +40,33 @@ pub struct Backend {
     pub replicas: Vec<RegionHandle>,
     /// Where visitors reach the sites (printed after a deploy).
     pub public_url: Option<String>,
+    /// Where deploy previews are served, when known.
+    pub previews: Option<Previews>,
+}
+
+/// Where deploy previews are served: `{base}{id}--{site}.{domain}{port}/`.
+#[derive(Clone, Debug)]
+pub struct Previews {
+    /// The previews domain.
+    pub domain: String,
+    /// `https://`, or `http://` in local mode.
+    pub base: String,
+    /// `:PORT` in local mode, else empty.
+    pub port: String,
 }
 
 impl Backend {
+    /// The URL of a deployment's preview, when the previews domain is known.
+    pub fn preview_url(
+        &self,
+        site: &skyhost_meta::SiteId,
+        deployment: &skyhost_meta::DeploymentId,
+    ) -> Option<String> {
+        let p = self.previews.as_ref()?;
+        let host = skyhost_meta::preview::host(deployment, site, &p.domain);
+        Some(format!("{}{host}{}/", p.base, p.port))
+    }
+
     /// Every region, primary first.
     pub fn regions(&self) -> impl Iterator<Item = &RegionHandle> {
         std::iter::once(&self.primary).chain(self.replicas.iter())
@@ -95,6 +119,12 @@ impl Backend {
             primary,
             replicas: regions,
             public_url: Some(format!("http://127.0.0.1:{}", layout.port)),
+            // `*.localhost` opens in a browser as it is.
+            previews: Some(Previews {
+                domain: "localhost".into(),
+                base: "http://".into(),
+                port: format!(":{}", layout.port),
+            }),
         })
     }
 
@@ -179,6 +209,11 @@ impl Backend {
             primary,
             replicas: regions,
             public_url: o.public_url.clone(),
+            previews: o.previews_domain.map(|domain| Previews {
+                domain,
+                base: "https://".into(),
+                port: String::new(),
+            }),
         })
     }
 }
@@ -201,7 +236,12 @@ pub struct AwsOptions {
     /// The public URL sites are reached at (printed after deploys).
     #[arg(long, env = "SKYHOST_PUBLIC_URL", global = true)]
     pub public_url: Option<String>,
-    /// A TOML file with the same keys (primary_region, table, buckets, endpoints, public_url).
+    /// The domain deploy previews are served under (`SitesDomainName` on AWS): each
+    /// deployment at `{id}--{site}.{this}`.
+    #[arg(long, env = "SKYHOST_PREVIEWS_DOMAIN", global = true)]
+    pub previews_domain: Option<String>,
+    /// A TOML file with the same keys (primary_region, table, buckets, endpoints,
+    /// public_url, previews_domain).
     #[arg(long, env = "SKYHOST_CONFIG", global = true)]
     pub config: Option<PathBuf>,
 }
@@ -213,6 +253,7 @@ pub struct Resolved {
     buckets: Vec<(String, String)>,
     endpoints: Vec<(String, String)>,
     public_url: Option<String>,
+    previews_domain: Option<String>,
 }
 
 #[derive(serde::Deserialize, Default)]
@@ -223,6 +264,7 @@ struct FileConfig {
     buckets: Option<String>,
     endpoints: Option<String>,
     public_url: Option<String>,
+    previews_domain: Option<String>,
 }
 
 impl AwsOptions {
@@ -249,6 +291,7 @@ impl AwsOptions {
                 None => Vec::new(),
             },
             public_url: self.public_url.clone().or(file.public_url),
+            previews_domain: self.previews_domain.clone().or(file.previews_domain),
         })
     }
 }
