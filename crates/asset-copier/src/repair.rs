@@ -95,7 +95,7 @@ pub async fn lacking(
 ) -> Result<Vec<String>, BlobError> {
     if by_listing(wanted.len()) {
         let have: HashSet<String> = bucket
-            .list(&format!("sites/{site}/"))
+            .list(&keys::site_prefix(site))
             .await?
             .into_iter()
             .map(|o| o.key)

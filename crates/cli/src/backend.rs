@@ -44,9 +44,33 @@ pub struct Backend {
     pub custom_domains: Option<skyhost_domains::Flow>,
     /// Names directly under it are covered by the platform's wildcard certificate.
     pub sites_domain: Option<String>,
+    /// Where deploy previews are served, when known.
+    pub previews: Option<Previews>,
+}
+
+/// Where deploy previews are served: `{base}{id}--{site}.{domain}{port}/`.
+#[derive(Clone, Debug)]
+pub struct Previews {
+    /// The previews domain.
+    pub domain: String,
+    /// `https://`, or `http://` in local mode.
+    pub base: String,
+    /// `:PORT` in local mode, else empty.
+    pub port: String,
 }
 
 impl Backend {
+    /// The URL of a deployment's preview, when the previews domain is known.
+    pub fn preview_url(
+        &self,
+        site: &skyhost_meta::SiteId,
+        deployment: &skyhost_meta::DeploymentId,
+    ) -> Option<String> {
+        let p = self.previews.as_ref()?;
+        let host = skyhost_meta::preview::host(deployment, site, &p.domain);
+        Some(format!("{}{host}{}/", p.base, p.port))
+    }
+
     /// Every region, primary first.
     pub fn regions(&self) -> impl Iterator<Item = &RegionHandle> {
         std::iter::once(&self.primary).chain(self.replicas.iter())
@@ -101,6 +125,12 @@ impl Backend {
             public_url: Some(format!("http://127.0.0.1:{}", layout.port)),
             custom_domains: None,
             sites_domain: None,
+            // `*.localhost` opens in a browser as it is.
+            previews: Some(Previews {
+                domain: "localhost".into(),
+                base: "http://".into(),
+                port: format!(":{}", layout.port),
+            }),
         })
     }
 
@@ -195,6 +225,11 @@ impl Backend {
             public_url: o.public_url.clone(),
             custom_domains,
             sites_domain: o.sites_domain.clone(),
+            previews: o.previews_domain.map(|domain| Previews {
+                domain,
+                base: "https://".into(),
+                port: String::new(),
+            }),
         })
     }
 }
@@ -261,8 +296,13 @@ pub struct AwsOptions {
     /// The stacks' `SitesDomainName`: names directly under it need no certificate of their own.
     #[arg(long, env = "SKYHOST_SITES_DOMAIN", global = true)]
     pub sites_domain: Option<String>,
+    /// The domain deploy previews are served under (`SitesDomainName` on AWS): each
+    /// deployment at `{id}--{site}.{this}`.
+    #[arg(long, env = "SKYHOST_PREVIEWS_DOMAIN", global = true)]
+    pub previews_domain: Option<String>,
     /// A TOML file with the same keys (primary_region, table, buckets, endpoints,
-    /// public_url, origin_name, distribution_id, api_name, sites_domain).
+    /// public_url, origin_name, distribution_id, api_name, sites_domain,
+    /// previews_domain).
     #[arg(long, env = "SKYHOST_CONFIG", global = true)]
     pub config: Option<PathBuf>,
 }
@@ -278,6 +318,7 @@ pub struct Resolved {
     distribution_id: Option<String>,
     api_name: String,
     sites_domain: Option<String>,
+    previews_domain: Option<String>,
 }
 
 #[derive(serde::Deserialize, Default)]
@@ -292,6 +333,7 @@ struct FileConfig {
     distribution_id: Option<String>,
     api_name: Option<String>,
     sites_domain: Option<String>,
+    previews_domain: Option<String>,
 }
 
 impl AwsOptions {
@@ -326,6 +368,7 @@ impl AwsOptions {
                 .or(file.api_name)
                 .unwrap_or_else(|| DEFAULT_API_NAME.to_string()),
             sites_domain: self.sites_domain.clone().or(file.sites_domain),
+            previews_domain: self.previews_domain.clone().or(file.previews_domain),
         })
     }
 }

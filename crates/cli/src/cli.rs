@@ -69,6 +69,42 @@ pub enum Command {
         #[arg(long)]
         to: Option<DeploymentId>,
     },
+    /// Make a deployment (a preview) live, with the same conditional write as rollback.
+    Promote {
+        /// The site.
+        #[arg(long)]
+        site: SiteId,
+        /// The deployment to make live.
+        deployment: DeploymentId,
+    },
+    /// List a site's deployments, newest first: id, date, message, files, bytes, whether
+    /// it is live, and its preview URL.
+    Deployments {
+        /// The site.
+        #[arg(long)]
+        site: SiteId,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Delete the manifests and blobs no kept deployment references, in every region.
+    Gc {
+        /// Keep every deployment younger than this (`7d`, `12h`, `30m`).
+        #[arg(long, default_value = "7d", value_parser = crate::gc::parse_age)]
+        older_than: Duration,
+        /// Keep the newest N deployments of each site.
+        #[arg(long, default_value_t = 5)]
+        keep: usize,
+        /// Keep everything younger than this: a deploy in flight is never touched.
+        #[arg(long, default_value = "1h", value_parser = crate::gc::parse_age)]
+        grace: Duration,
+        /// Print what would be freed; delete nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Per region: the active deployment, revision and health.
     Status {
         /// Only this site.
@@ -94,8 +130,10 @@ pub enum Command {
         #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(100..=600_000))]
         interval_ms: u64,
     },
-    /// List the sites.
+    /// List the sites (or delete one).
     Sites {
+        #[command(subcommand)]
+        action: Option<SitesAction>,
         /// Print JSON.
         #[arg(long)]
         json: bool,
@@ -123,6 +161,23 @@ pub enum Command {
     Local {
         #[command(subcommand)]
         action: LocalAction,
+    },
+}
+
+/// `sites` actions.
+#[derive(Subcommand, Debug)]
+pub enum SitesAction {
+    /// Delete a site: every region answers 404 for its domains and previews within a
+    /// second, and its domains are free to claim. Its files go with the next `gc`.
+    Delete {
+        /// The site.
+        site: SiteId,
+        /// Do not ask for confirmation.
+        #[arg(long)]
+        yes: bool,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -361,9 +416,12 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                         println!("  active (revision {})", s.revision)
                     }
                     _ => println!(
-                        "  not active; activate it with `skyhost rollback --site {site} --to {}`",
+                        "  not live; make it live with `skyhost promote --site {site} {}`",
                         report.deployment
                     ),
+                }
+                if let Some(p) = &report.preview {
+                    println!("  preview {p}");
                 }
                 if let Some(url) = &b.public_url {
                     let domains = report
@@ -420,7 +478,84 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             )
             .await?;
         }
-        Command::Sites { json } => {
+        Command::Promote { site, deployment } => {
+            let b = writer_backend(&cli).await?;
+            let s = crate::promote::promote(&b, site, deployment).await?;
+            println!(
+                "site {site} now serves {deployment} (revision {})",
+                s.revision
+            );
+        }
+        Command::Deployments { site, json } => {
+            let b = backend(&cli).await?;
+            let list = crate::deployments::deployments(&b, site).await?;
+            if *json {
+                print_json(&list)?;
+            } else {
+                print!("{}", crate::deployments::render(site, &list));
+            }
+        }
+        Command::Gc {
+            older_than,
+            keep,
+            grace,
+            dry_run,
+            json,
+        } => {
+            let o = crate::gc::GcOptions {
+                older_than: *older_than,
+                keep: *keep,
+                grace: *grace,
+                dry_run: *dry_run,
+            };
+            crate::gc::check(&o)?;
+            let b = writer_backend(&cli).await?;
+            // What it frees is printed before anything is deleted.
+            let report = crate::gc::gc(&b, &o, |r| {
+                if !*json {
+                    print!("{}", crate::gc::render(r));
+                }
+            })
+            .await?;
+            if *json {
+                print_json(&report)?;
+            } else if *dry_run {
+                println!("dry run: nothing was deleted");
+            } else {
+                println!("done");
+            }
+        }
+        Command::Sites {
+            action: Some(SitesAction::Delete { site, yes, json }),
+            ..
+        } => {
+            crate::delete::confirm(site, *yes)?;
+            let b = writer_backend(&cli).await?;
+            let d = crate::delete::delete(&b, site).await?;
+            if *json {
+                print_json(&d)?;
+            } else {
+                println!(
+                    "site {site} deleted (revision {}); every region stops serving it within a second",
+                    d.revision
+                );
+                if !d.domains.is_empty() {
+                    println!(
+                        "  domains free to claim: {}",
+                        d.domains
+                            .iter()
+                            .map(|d| d.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    );
+                }
+                println!(
+                    "  {} deployment records removed; `skyhost gc` deletes its files",
+                    d.deployments
+                );
+            }
+        }
+        Command::Sites { action: None, json } => {
             let b = backend(&cli).await?;
             let sites = b.meta.sites().await?;
             if *json {

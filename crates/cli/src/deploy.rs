@@ -85,6 +85,8 @@ pub struct DeployReport {
     /// Dotfiles and dot-folders left out (paths relative to the folder; a folder's
     /// content is not listed).
     pub hidden_skipped: Vec<String>,
+    /// Where the deployment's preview is served, active or not.
+    pub preview: Option<String>,
 }
 
 /// A file the scan found, not yet read.
@@ -686,6 +688,7 @@ pub async fn deploy(backend: &Backend, o: &DeployOptions) -> Result<DeployReport
         None
     };
     Ok(DeployReport {
+        preview: backend.preview_url(&o.site, &deployment),
         deployment,
         files: file_count,
         files_uploaded,

@@ -45,6 +45,7 @@ fn backend(meta: DynamoStore, bucket: S3BlobStore) -> Backend {
         public_url: None,
         custom_domains: None,
         sites_domain: None,
+        previews: None,
     }
 }
 
@@ -109,10 +110,14 @@ impl Setup {
     }
 
     async fn manifest_count(&self) -> usize {
-        // The folder of the site's manifests: a manifest's key without its file name.
-        let key = keys::manifest(&self.site, &skyhost_meta::DeploymentId::now());
-        let prefix = &key[..key.rfind('/').expect("a manifest key has folders") + 1];
-        self.direct.primary.bucket.list(prefix).await.unwrap().len()
+        let prefix = keys::manifests_prefix(&self.site);
+        self.direct
+            .primary
+            .bucket
+            .list(&prefix)
+            .await
+            .unwrap()
+            .len()
     }
 
     /// A first deploy, with no fault: the live deployment the failures must leave alone.

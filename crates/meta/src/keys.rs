@@ -22,6 +22,16 @@ pub fn manifest(site: &SiteId, deployment: &DeploymentId) -> String {
     format!("sites/{site}/manifests/{deployment}.json")
 }
 
+/// `sites/{site}/`: every key of a site.
+pub fn site_prefix(site: &SiteId) -> String {
+    format!("sites/{site}/")
+}
+
+/// `sites/{site}/manifests/`: every manifest of a site.
+pub fn manifests_prefix(site: &SiteId) -> String {
+    format!("sites/{site}/manifests/")
+}
+
 /// `sites/{site}/blobs/`: every blob of a site.
 pub fn blobs_prefix(site: &SiteId) -> String {
     format!("sites/{site}/blobs/")
@@ -107,5 +117,29 @@ mod tests {
         // Another site's prefix names none of them.
         let other = SiteId::parse("blog2").unwrap();
         assert!(!blob(&other, &h, None).starts_with(&blobs_prefix(&s)));
+    }
+
+    #[test]
+    fn prefixes_hold_exactly_their_keys() {
+        let s = SiteId::parse("blog").unwrap();
+        let other = SiteId::parse("blog2").unwrap();
+        let h = BlobHash::of(b"x");
+        let d = DeploymentId::parse("20261121T230500Z-1a2b3c4d").unwrap();
+        assert_eq!(site_prefix(&s), "sites/blog/");
+        assert_eq!(manifests_prefix(&s), "sites/blog/manifests/");
+        assert_eq!(blobs_prefix(&s), "sites/blog/blobs/");
+        // (key, under the site's prefix, under its manifests', under its blobs')
+        let cases = [
+            (blob(&s, &h, None), true, false, true),
+            (blob(&s, &h, Some(Encoding::Br)), true, false, true),
+            (manifest(&s, &d), true, true, false),
+            (manifest(&other, &d), false, false, false),
+            (blob(&other, &h, None), false, false, false),
+        ];
+        for (key, site, manifests, blobs) in cases {
+            assert_eq!(key.starts_with(&site_prefix(&s)), site, "{key}");
+            assert_eq!(key.starts_with(&manifests_prefix(&s)), manifests, "{key}");
+            assert_eq!(key.starts_with(&blobs_prefix(&s)), blobs, "{key}");
+        }
     }
 }

@@ -12,6 +12,7 @@ pub mod logging;
 pub mod metrics;
 pub mod model;
 pub mod notify;
+pub mod preview;
 pub mod sdk_http;
 pub mod secrets;
 pub mod store;

@@ -217,6 +217,10 @@ impl BlobStore for RegionBucket {
         self.check()?;
         self.inner.list(prefix).await
     }
+    async fn delete(&self, key: &str) -> Result<(), BlobError> {
+        self.check()?;
+        self.inner.delete(key).await
+    }
     // The folder store checks a hash itself: the trait's default would go by its head only.
     async fn holds(&self, key: &str, sha256: &str) -> Result<bool, BlobError> {
         self.check()?;

@@ -267,6 +267,14 @@ impl BlobStore for FsBlobStore {
         &self.bucket
     }
 
+    async fn delete(&self, key: &str) -> Result<(), BlobError> {
+        match tokio::fs::remove_file(self.path(key)?).await {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(self.io(e)),
+        }
+    }
+
     async fn head(&self, key: &str) -> Result<Option<ObjectMeta>, BlobError> {
         match tokio::fs::metadata(self.path(key)?).await {
             Ok(m) if m.is_file() => Ok(Some(ObjectMeta {
@@ -381,9 +389,17 @@ impl BlobStore for FsBlobStore {
                     } else if let Ok(rel) = p.strip_prefix(&base) {
                         let key = rel.to_string_lossy().replace('\\', "/");
                         if key.starts_with(&prefix) {
+                            let m = entry.metadata()?;
+                            let modified = m
+                                .modified()
+                                .ok()
+                                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                                .and_then(|d| i64::try_from(d.as_secs()).ok())
+                                .unwrap_or(0);
                             out.push(ObjectInfo {
                                 key,
-                                size: entry.metadata()?.len(),
+                                size: m.len(),
+                                modified,
                             });
                         }
                     }

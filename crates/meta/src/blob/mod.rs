@@ -90,6 +90,9 @@ pub struct ObjectInfo {
     pub key: String,
     /// Size in bytes.
     pub size: u64,
+    /// Unix seconds of its last write (0 when the store cannot say): how `gc` tells an
+    /// in-flight deploy's fresh objects from old ones.
+    pub modified: i64,
 }
 
 /// The blob store port.
@@ -116,6 +119,14 @@ pub trait BlobStore: Send + Sync {
     async fn put(&self, key: &str, body: BlobBody, sha256: Option<&str>) -> Result<(), BlobError>;
     /// Objects whose key starts with `prefix`, sorted by key.
     async fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>, BlobError>;
+    /// Deletes an object; deleting a missing one succeeds. Only `gc` deletes: blobs and
+    /// manifests are otherwise immutable.
+    async fn delete(&self, key: &str) -> Result<(), BlobError> {
+        Err(BlobError::Backend {
+            bucket: self.bucket().to_owned(),
+            message: format!("this store cannot delete {key}"),
+        })
+    }
 
     /// Whether `key` holds a body whose SHA-256 is `sha256` (hex), as the store recorded or
     /// can check it; `false` when the object is missing or carries no verified hash. Reuse

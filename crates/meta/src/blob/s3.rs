@@ -374,11 +374,25 @@ impl BlobStore for S3BlobStore {
                     out.push(ObjectInfo {
                         key: k.to_owned(),
                         size: o.size().and_then(|n| u64::try_from(n).ok()).unwrap_or(0),
+                        modified: o.last_modified().map_or(0, |t| t.secs()),
                     });
                 }
             }
         }
         out.sort_by(|a, b| a.key.cmp(&b.key));
         Ok(out)
+    }
+
+    async fn delete(&self, key: &str) -> Result<(), BlobError> {
+        super::check_key(key)?;
+        self.client()
+            .await
+            .delete_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .send()
+            .await
+            .map_err(|e| self.err(e))?;
+        Ok(())
     }
 }
