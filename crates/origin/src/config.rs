@@ -62,6 +62,9 @@ pub struct OriginConfig {
     pub emit_metrics: bool,
     /// Proxy rules' timeouts and whether site allowlists are honoured.
     pub proxy: crate::proxy::ProxyConfig,
+    /// The domain deploy previews are served under (`SitesDomainName` on AWS,
+    /// `localhost` in local mode); `None`: no previews.
+    pub previews_domain: Option<String>,
 }
 
 impl std::fmt::Debug for OriginConfig {
@@ -101,6 +104,7 @@ impl OriginConfig {
             auth_lockout: Duration::from_secs(600),
             unknown_host_ttl: Duration::from_secs(10),
             site_refresh: Duration::from_secs(60),
+            previews_domain: None,
             emit_metrics: false,
             proxy: crate::proxy::ProxyConfig::default(),
         }
@@ -138,6 +142,7 @@ impl OriginConfig {
             ))
         })?;
         c.redis_url = env_opt("REDIS_URL");
+        c.previews_domain = env_opt("SKYHOST_PREVIEWS_DOMAIN");
         c.emit_metrics = true;
         Ok(c)
     }

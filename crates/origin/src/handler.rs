@@ -49,6 +49,8 @@ pub struct Origin {
     cache: Arc<dyn Cache>,
     data: Arc<DataPath>,
     resolver: Resolver,
+    /// Deploy previews ([`crate::preview`]).
+    previews: crate::preview::Previews,
     /// Catches up with site changes whose notification this instance missed.
     converge: crate::converge::Converge,
     /// Serves a site's paths once the site is known.
@@ -110,6 +112,7 @@ impl Origin {
             cache.clone(),
             config.max_cached_body(),
         ));
+        let config_previews_domain = config.previews_domain.clone();
         let resolver = Resolver::new(
             meta.clone(),
             cache.clone(),
@@ -149,6 +152,7 @@ impl Origin {
                 proxy,
             },
             data,
+            previews: crate::preview::Previews::new(config_previews_domain),
             resolver,
             metrics,
             observer,
@@ -366,39 +370,60 @@ impl Origin {
         let Some(host) = host else {
             return Routed::plain(unknown_host());
         };
-        let site = match self.resolver.site_for_host_header(host).await {
-            Ok(Some(s)) => s,
-            Ok(None) => return Routed::plain(unknown_host()),
-            Err(e) => {
-                tracing::error!(host, error = %e, "metadata store failed");
+        let preview = match self.previews.lookup(host, &self.resolver).await {
+            crate::preview::Lookup::NotPreview => None,
+            crate::preview::Lookup::Found(p) => Some(p),
+            crate::preview::Lookup::Gone => return Routed::plain(unknown_host()),
+            crate::preview::Lookup::Failed => {
                 let failed = plain(StatusCode::SERVICE_UNAVAILABLE, "Service Unavailable\n");
                 return Routed::plain(failed);
             }
         };
-        let Some(deployment) = site.active.as_ref() else {
-            return Routed::plain(unknown_host());
-        };
-        let (loaded, manifest_outcome) = match self.resolver.manifest(&site.id, deployment).await {
-            Ok(m) => m,
-            Err(e) => {
-                tracing::error!(site = %site.id, deployment = %deployment, error = %e, "manifest unavailable");
-                let status = match &e {
-                    ResolveError::Data(d) => data_status(d),
-                    ResolveError::Corrupt { .. } => StatusCode::INTERNAL_SERVER_ERROR,
+        let is_preview = preview.is_some();
+        let (site, loaded, manifest_outcome) = match preview {
+            Some(p) => (p.site, p.loaded, p.outcome),
+            None => {
+                let site = match self.resolver.site_for_host_header(host).await {
+                    Ok(Some(s)) => s,
+                    Ok(None) => return Routed::plain(unknown_host()),
+                    Err(e) => {
+                        tracing::error!(host, error = %e, "metadata store failed");
+                        let failed =
+                            plain(StatusCode::SERVICE_UNAVAILABLE, "Service Unavailable\n");
+                        return Routed::plain(failed);
+                    }
                 };
-                let mut r = plain(status, error_text(status));
-                let h = r.headers_mut();
-                h.insert(X_SKYHOST_DEPLOYMENT, header_value(deployment.as_str()));
-                h.insert(
-                    X_SKYHOST_CACHE,
-                    HeaderValue::from_static(CacheOutcome::Miss.as_str()),
-                );
-                return Routed {
-                    response: r,
-                    site: Some(site),
-                    outcome: Some(CacheOutcome::Miss),
-                    keepable: false,
+                let Some(deployment) = site.active.as_ref() else {
+                    return Routed::plain(unknown_host());
                 };
+                let (loaded, manifest_outcome) = match self
+                    .resolver
+                    .manifest(&site.id, deployment)
+                    .await
+                {
+                    Ok(m) => m,
+                    Err(e) => {
+                        tracing::error!(site = %site.id, deployment = %deployment, error = %e, "manifest unavailable");
+                        let status = match &e {
+                            ResolveError::Data(d) => data_status(d),
+                            ResolveError::Corrupt { .. } => StatusCode::INTERNAL_SERVER_ERROR,
+                        };
+                        let mut r = plain(status, error_text(status));
+                        let h = r.headers_mut();
+                        h.insert(X_SKYHOST_DEPLOYMENT, header_value(deployment.as_str()));
+                        h.insert(
+                            X_SKYHOST_CACHE,
+                            HeaderValue::from_static(CacheOutcome::Miss.as_str()),
+                        );
+                        return Routed {
+                            response: r,
+                            site: Some(site),
+                            outcome: Some(CacheOutcome::Miss),
+                            keepable: false,
+                        };
+                    }
+                };
+                (site, loaded, manifest_outcome)
             }
         };
         let manifest = &loaded.manifest;
@@ -431,6 +456,12 @@ impl Origin {
         h.insert(X_SKYHOST_DEPLOYMENT, loaded.deployment.clone());
         h.insert(X_SKYHOST_REVISION, HeaderValue::from(site.revision));
         h.insert(X_SKYHOST_CACHE, HeaderValue::from_static(outcome.as_str()));
+        if is_preview {
+            h.insert(
+                http::header::HeaderName::from_static("x-robots-tag"),
+                crate::preview::NOINDEX,
+            );
+        }
         drop(ctx);
         Routed {
             response: resp,

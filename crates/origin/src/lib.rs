@@ -34,6 +34,7 @@ pub mod listener;
 pub mod metrics;
 pub mod notify;
 pub mod path;
+pub mod preview;
 /// Proxy rules: forward a request to an upstream, SSRF-safe.
 pub mod proxy;
 pub mod range;

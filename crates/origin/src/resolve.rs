@@ -66,6 +66,20 @@ impl Loaded {
             manifest,
         }
     }
+
+    /// The same deployment served as a preview: never kept ([`crate::answers`]), and with
+    /// `[previews]` basic auth, when set, after the site's own rules (a path the site
+    /// protects keeps its own credentials).
+    pub fn for_preview(&self, auth: Option<&skyhost_rules::AuthRule>) -> Self {
+        let mut manifest = self.manifest.clone();
+        manifest.rules.auth.extend(auth.cloned());
+        Loaded {
+            manifest,
+            deployment: self.deployment.clone(),
+            last_modified: self.last_modified.clone(),
+            answerable: false,
+        }
+    }
 }
 
 /// A cache entry of what the store holds under a site's name (`site: None`: removed).

@@ -36,6 +36,11 @@
 //! forward_credentials = ["api.example.com"]  # upstreams that receive the visitor's
 //!                                            # Cookie and Authorization headers
 //!
+//! [previews]                         # deploy previews ({id}--{site}.{previews domain})
+//! enabled = true                     # false: previews answer 404
+//! users = ["reviewer:secret"]        # optional basic auth in front of every preview
+//! realm = "Previews"                 # optional
+//!
 //! [geo]                              # crate::geo
 //! allow = ["DE", "FR"]               # or deny = [...]
 //! page = "/unavailable.html"
@@ -105,6 +110,8 @@ pub struct Config {
     pub proxy: ProxyPolicy,
     /// `[geo]`.
     pub geo: Option<GeoRule>,
+    /// `[previews]`.
+    pub previews: crate::PlainPreviews,
 }
 
 #[derive(Deserialize)]
@@ -122,6 +129,16 @@ struct ConfigFile {
     auth: Option<AuthToml>,
     proxy: Option<ProxyToml>,
     geo: Option<Spanned<GeoToml>>,
+    previews: Option<Spanned<PreviewsToml>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PreviewsToml {
+    enabled: Option<bool>,
+    #[serde(default)]
+    users: Vec<String>,
+    realm: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -435,6 +452,38 @@ pub(crate) fn parse_into(text: &str, limits: &Limits, errors: &mut ErrorSink) ->
                 path,
                 realm,
                 source: format!("{CONFIG_FILE}:{line}"),
+                file: CONFIG_FILE.to_string(),
+                line,
+                users,
+            });
+        }
+    }
+
+    if let Some(entry) = file.previews {
+        let line = at(entry.span());
+        let p = entry.into_inner();
+        config.previews.enabled = p.enabled.unwrap_or(true);
+        let realm = p.realm.unwrap_or_else(|| "Previews".to_string());
+        let mut users = Vec::new();
+        let mut failed = false;
+        if let Err(reason) = validate_realm(&realm) {
+            errors.at(CONFIG_FILE, line, reason);
+            failed = true;
+        }
+        for text in &p.users {
+            if let Err(reason) = crate::auth::parse_credential(text)
+                .and_then(|c| add_users(&mut users, vec![c], limits.max_users_per_rule))
+            {
+                errors.at(CONFIG_FILE, line, reason);
+                failed = true;
+            }
+        }
+        if !failed && !users.is_empty() {
+            config.previews.auth = Some(PlainAuthRule {
+                // Every path of a preview; a path the site protects itself keeps its rule.
+                path: PathPattern::parse("/*").expect("/* is a valid path pattern"),
+                realm,
+                source: format!("{CONFIG_FILE}:{line} [previews]"),
                 file: CONFIG_FILE.to_string(),
                 line,
                 users,

@@ -50,6 +50,47 @@ pub struct SiteRules {
     /// `[geo]` from `skyhost.toml`: the countries the site is served in.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub geo: Option<GeoRule>,
+    /// `[previews]` from `skyhost.toml`.
+    #[serde(default)]
+    pub previews: Previews,
+}
+
+/// `[previews]`: whether the site's deploy previews are served, and the basic auth in
+/// front of them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Previews {
+    /// `false`: every preview answers 404.
+    pub enabled: bool,
+    /// Asked on every path of a preview that the site does not protect itself.
+    pub auth: Option<AuthRule>,
+}
+
+impl Default for Previews {
+    fn default() -> Self {
+        Previews {
+            enabled: true,
+            auth: None,
+        }
+    }
+}
+
+/// `[previews]` as parsed, its password still in plain text.
+#[derive(Debug, Clone)]
+pub struct PlainPreviews {
+    /// Whether previews are served.
+    pub enabled: bool,
+    /// The basic auth in front of them.
+    pub auth: Option<PlainAuthRule>,
+}
+
+impl Default for PlainPreviews {
+    fn default() -> Self {
+        PlainPreviews {
+            enabled: true,
+            auth: None,
+        }
+    }
 }
 
 /// Per-site serving settings (`skyhost.toml`).
@@ -144,6 +185,8 @@ pub struct ParsedSite {
     pub proxy: ProxyPolicy,
     /// `[geo]` restriction.
     pub geo: Option<GeoRule>,
+    /// `[previews]`.
+    pub previews: PlainPreviews,
 }
 
 /// Parses and validates a site's rule files with the default [`Limits`].
@@ -172,6 +215,7 @@ pub fn parse_site_with(
             site.auth.extend(config.auth);
             site.proxy = config.proxy;
             site.geo = config.geo;
+            site.previews = config.previews;
         }
     }
     if errors.is_empty() {
@@ -196,7 +240,16 @@ impl ParsedSite {
             .into_iter()
             .map(|rule| auth::seal_rule(rule, &hasher))
             .collect::<Result<Vec<_>, _>>()?;
+        let previews = Previews {
+            enabled: self.previews.enabled,
+            auth: self
+                .previews
+                .auth
+                .map(|rule| auth::seal_rule(rule, &hasher))
+                .transpose()?,
+        };
         Ok(SiteRules {
+            previews,
             settings: self.settings,
             redirects: self.redirects,
             headers: self.headers,

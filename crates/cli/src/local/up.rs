@@ -119,6 +119,8 @@ pub async fn up(o: UpOptions) -> Result<()> {
             // The edge router plays CloudFront: its header alone makes forwarded headers count.
             config.origin_verify = Some(Secret::file(&origin_verify));
             config.cache_bytes = o.cache_bytes;
+            // `{id}--{site}.localhost` opens in a browser as it is.
+            config.previews_domain = Some("localhost".into());
             // One machine, one operator: a site's proxy allowlist may reach local services.
             config.proxy.honor_allowlist = true;
             let origin = Arc::new(
