@@ -225,7 +225,8 @@ impl Backend {
             public_url: o.public_url.clone(),
             custom_domains,
             sites_domain: o.sites_domain.clone(),
-            previews: o.previews_domain.map(|domain| Previews {
+            // The stacks serve previews under `SitesDomainName` unless told otherwise.
+            previews: o.previews_domain.or(o.sites_domain).map(|domain| Previews {
                 domain,
                 base: "https://".into(),
                 port: String::new(),

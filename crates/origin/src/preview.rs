@@ -44,12 +44,15 @@ pub struct Preview {
     pub outcome: CacheOutcome,
 }
 
+/// (site, previewed deployment, live deployment): a preview's auth follows the live one.
+type ReadyKey = (SiteId, DeploymentId, Option<DeploymentId>);
+
 /// The previews of a region's origin.
 pub struct Previews {
     /// `None`: previews are not served.
     domain: Option<String>,
-    /// Previews made ready to serve, by (previewed, live) deployment.
-    ready: moka::future::Cache<(DeploymentId, Option<DeploymentId>), Arc<Loaded>>,
+    /// Previews made ready to serve, by site, previewed and live deployment.
+    ready: moka::future::Cache<ReadyKey, Arc<Loaded>>,
 }
 
 impl Previews {
@@ -106,7 +109,7 @@ impl Previews {
         else {
             return Ok(None);
         };
-        let key = (deployment.clone(), site.active.clone());
+        let key = (site_id.clone(), deployment.clone(), site.active.clone());
         if let Some(ready) = self.ready.get(&key).await {
             return Ok(ready.manifest.rules.previews.enabled.then(|| Preview {
                 site,
