@@ -240,7 +240,17 @@ pub async fn gc(
     o: &GcOptions,
     announce: impl FnOnce(&Report),
 ) -> Result<Report> {
-    let now = skyhost_meta::now();
+    gc_at(backend, o, skyhost_meta::now(), announce).await
+}
+
+/// [`gc`] as if the time were `now` (Unix seconds): ages of objects and deployments are
+/// measured from it.
+pub async fn gc_at(
+    backend: &Backend,
+    o: &GcOptions,
+    now: i64,
+    announce: impl FnOnce(&Report),
+) -> Result<Report> {
     let meta = backend.meta.as_ref();
     let listing = list_all(backend).await?;
     let mut sites: BTreeSet<SiteId> = meta.sites().await?.into_iter().map(|s| s.id).collect();
