@@ -137,9 +137,9 @@ async fn every_region<F>(l: &Local, host: &str, path: &str, limit: Duration, wha
 where
     F: Fn(&Got) -> bool,
 {
-    for i in 0..REGIONS.len() {
+    for (i, region) in REGIONS.iter().enumerate() {
         let base = l.region(i);
-        until(limit, &format!("{what} in {}", REGIONS[i]), || async {
+        until(limit, &format!("{what} in {region}"), || async {
             Req::new(&base, host, path)
                 .send(&l.http)
                 .await
@@ -194,7 +194,7 @@ async fn previews_promote_and_deployments() {
         format!("{}--demo.localhost", d2.to_ascii_lowercase())
     );
     assert_eq!(url2, format!("http://{host2}:{}/", l.port));
-    for i in 0..REGIONS.len() {
+    for (i, region) in REGIONS.iter().enumerate() {
         let base = l.region(i);
         until(Duration::from_secs(10), "the preview", || async {
             Req::new(&base, &host2, "/about")
@@ -207,15 +207,15 @@ async fn previews_promote_and_deployments() {
             .send(&l.http)
             .await
             .unwrap();
-        assert!(g.body.contains("preview two"), "{}: {g:?}", REGIONS[i]);
-        assert_eq!(g.header("x-skyhost-region"), REGIONS[i]);
+        assert!(g.body.contains("preview two"), "{region}: {g:?}");
+        assert_eq!(g.header("x-skyhost-region"), *region);
         assert_eq!(g.header("x-skyhost-deployment"), d2);
         assert_eq!(g.header("x-robots-tag"), "noindex");
         let live = Req::new(&base, "demo.test", "/about")
             .send(&l.http)
             .await
             .unwrap();
-        assert_eq!(live.header("x-skyhost-deployment"), d1, "{}", REGIONS[i]);
+        assert_eq!(live.header("x-skyhost-deployment"), d1, "{region}");
         assert!(live.body.contains("live one"));
         assert_eq!(live.header("x-robots-tag"), "", "the live site is indexed");
     }
@@ -354,12 +354,12 @@ async fn previews_promote_and_deployments() {
         |g| g.status == 401 && g.header("www-authenticate").contains("Review"),
     )
     .await;
-    for i in 0..REGIONS.len() {
+    for (i, region) in REGIONS.iter().enumerate() {
         let base = l.region(i);
         let mut req = Req::new(&base, &host2, "/about.html");
         req.auth = Some(REVIEWER);
         let g = req.send(&l.http).await.unwrap();
-        assert_eq!(g.status, 200, "{}: {g:?}", REGIONS[i]);
+        assert_eq!(g.status, 200, "{region}: {g:?}");
         assert!(g.body.contains("preview two"));
         assert_eq!(g.header("x-robots-tag"), "noindex");
         req.auth = Some((REVIEWER.0, "wrong"));
