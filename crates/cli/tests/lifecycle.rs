@@ -523,6 +523,13 @@ async fn deleted_site_stops_everywhere_and_its_name_and_domains_are_free() {
                 .unwrap();
             let revision: u64 = g.header("x-skyhost-revision").parse().unwrap();
             assert!(revision > tombstone, "{revision} <= {tombstone}");
+            // The old site's preview does not come back with the name (its manifest is
+            // still in the bucket until gc).
+            let g = Req::new(&base, &preview, "/about.html")
+                .send(&l.http)
+                .await
+                .unwrap();
+            assert_eq!(g.status, 404, "{r}: the old site's preview: {g:?}");
         }
     }
     let (_, out, _) = l.run(&["deployments", "--site", "demo", "--json"]);

@@ -112,7 +112,7 @@ impl Origin {
             cache.clone(),
             config.max_cached_body(),
         ));
-        let config_previews_domain = config.previews_domain.clone();
+        let previews = crate::preview::Previews::new(config.previews_domain.clone(), meta.clone());
         let resolver = Resolver::new(
             meta.clone(),
             cache.clone(),
@@ -152,7 +152,7 @@ impl Origin {
                 proxy,
             },
             data,
-            previews: crate::preview::Previews::new(config_previews_domain),
+            previews,
             resolver,
             metrics,
             observer,

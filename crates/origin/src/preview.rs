@@ -2,11 +2,14 @@
 //! `{deployment id lowercased}--{site}.{previews domain}` ([`skyhost_meta::preview`]),
 //! from every region, with its own files and rules and `X-Robots-Tag: noindex`. The live
 //! deployment's `[previews]` (or, with none live, the previewed one's) can turn previews
-//! off or put basic auth in front of them. A removed or suspended site has no previews.
+//! off or put basic auth in front of them. A removed or suspended site has no previews,
+//! and a deployment is previewed only while its record exists in the region's table: a
+//! site deleted and created again under its name does not bring back the old one's.
 
 use crate::data::{CacheOutcome, DataError};
 use crate::resolve::{Loaded, ResolveError, Resolver};
 use http::HeaderValue;
+use skyhost_meta::store::MetaStore;
 use skyhost_meta::{DeploymentId, Domain, Site, SiteId};
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,6 +23,9 @@ const FRESH: i64 = 120;
 /// How long a fresh preview's manifest is waited for, and how often it is looked for.
 const WAIT: Duration = Duration::from_millis(500);
 const STEP: Duration = Duration::from_millis(50);
+/// How long a deployment found not to exist is taken as absent (a fresh one is looked
+/// for over [`WAIT`] first).
+const ABSENT_TTL: Duration = Duration::from_secs(10);
 
 /// What a host means for previews.
 pub enum Lookup {
@@ -44,25 +50,36 @@ pub struct Preview {
     pub outcome: CacheOutcome,
 }
 
-/// (site, previewed deployment, live deployment): a preview's auth follows the live one.
-type ReadyKey = (SiteId, DeploymentId, Option<DeploymentId>);
+/// (site, previewed deployment, site revision): a preview's auth follows the live
+/// deployment, and whether it exists follows the site's record.
+type ReadyKey = (SiteId, DeploymentId, u64);
 
 /// The previews of a region's origin.
 pub struct Previews {
     /// `None`: previews are not served.
     domain: Option<String>,
-    /// Previews made ready to serve, by site, previewed and live deployment.
+    /// The region's table: deployment records.
+    meta: Arc<dyn MetaStore>,
+    /// Previews made ready to serve.
     ready: moka::future::Cache<ReadyKey, Arc<Loaded>>,
+    /// Deployments found not to exist, for a moment: guessed preview hosts of a real
+    /// site cost no table read each.
+    absent: moka::future::Cache<ReadyKey, ()>,
 }
 
 impl Previews {
-    /// Previews served under `domain` (`None`: none).
-    pub fn new(domain: Option<String>) -> Self {
+    /// Previews served under `domain` (`None`: none), deployments recorded in `meta`.
+    pub fn new(domain: Option<String>, meta: Arc<dyn MetaStore>) -> Self {
         Previews {
             domain: domain.map(|d| d.trim_end_matches('.').to_ascii_lowercase()),
+            meta,
             ready: moka::future::Cache::builder()
                 .max_capacity(256)
                 .time_to_idle(Duration::from_secs(300))
+                .build(),
+            absent: moka::future::Cache::builder()
+                .max_capacity(4096)
+                .time_to_live(ABSENT_TTL)
                 .build(),
         }
     }
@@ -103,20 +120,30 @@ impl Previews {
             Ok(_) => return Ok(None),
             Err(e) => return Err(e.to_string()),
         };
+        let key = (site_id.clone(), deployment.clone(), site.revision);
+        if let Some(ready) = self.ready.get(&key).await {
+            return Ok(ready.manifest.rules.previews.enabled.then(|| Preview {
+                site,
+                loaded: ready,
+                outcome: CacheOutcome::Hit,
+            }));
+        }
+        if self.absent.contains_key(&key) {
+            return Ok(None);
+        }
+        if !recorded(self.meta.as_ref(), site_id, deployment).await? {
+            // A fresh one may yet arrive; it is looked for again on the next request.
+            if !is_fresh(deployment) {
+                self.absent.insert(key, ()).await;
+            }
+            return Ok(None);
+        }
         let Some((previewed, outcome)) = manifest(resolver, site_id, deployment)
             .await
             .map_err(|e| e.to_string())?
         else {
             return Ok(None);
         };
-        let key = (site_id.clone(), deployment.clone(), site.active.clone());
-        if let Some(ready) = self.ready.get(&key).await {
-            return Ok(ready.manifest.rules.previews.enabled.then(|| Preview {
-                site,
-                loaded: ready,
-                outcome,
-            }));
-        }
         // The live deployment's `[previews]` governs every preview of the site.
         let governing = match site.active.as_ref().filter(|a| *a != deployment) {
             Some(live) => match manifest(resolver, site_id, live)
@@ -141,6 +168,29 @@ impl Previews {
     }
 }
 
+/// Whether the site has a record of `deployment`. A deployment made in the last moments
+/// is looked for again for up to [`WAIT`]: its record may be on its way to this region.
+async fn recorded(
+    meta: &dyn MetaStore,
+    site: &SiteId,
+    deployment: &DeploymentId,
+) -> Result<bool, String> {
+    let fresh = is_fresh(deployment);
+    let started = tokio::time::Instant::now();
+    loop {
+        match meta.deployment(site, deployment).await {
+            Ok(Some(_)) => return Ok(true),
+            Ok(None) if fresh && started.elapsed() < WAIT => tokio::time::sleep(STEP).await,
+            Ok(None) => return Ok(false),
+            Err(e) => return Err(e.to_string()),
+        }
+    }
+}
+
+fn is_fresh(deployment: &DeploymentId) -> bool {
+    created(deployment).is_some_and(|t| skyhost_meta::now() - t < FRESH)
+}
+
 /// A deployment's manifest; `None` when it does not exist. A deployment made in the last
 /// moments is looked for again for up to [`WAIT`]: it may be on its way to this region.
 async fn manifest(
@@ -148,7 +198,7 @@ async fn manifest(
     site: &SiteId,
     deployment: &DeploymentId,
 ) -> Result<Option<(Arc<Loaded>, CacheOutcome)>, ResolveError> {
-    let fresh = created(deployment).is_some_and(|t| skyhost_meta::now() - t < FRESH);
+    let fresh = is_fresh(deployment);
     let started = tokio::time::Instant::now();
     loop {
         match resolver.manifest(site, deployment).await {
