@@ -60,14 +60,15 @@ pub struct Previews {
 }
 
 impl Backend {
-    /// The URL of a deployment's preview, when the previews domain is known.
+    /// The URL of a deployment's preview, when the previews domain is known and the
+    /// site's name leaves room for the deployment id in one DNS label.
     pub fn preview_url(
         &self,
         site: &skyhost_meta::SiteId,
         deployment: &skyhost_meta::DeploymentId,
     ) -> Option<String> {
         let p = self.previews.as_ref()?;
-        let host = skyhost_meta::preview::host(deployment, site, &p.domain);
+        let host = skyhost_meta::preview::host(deployment, site, &p.domain)?;
         Some(format!("{}{host}{}/", p.base, p.port))
     }
 

@@ -7,12 +7,18 @@ use crate::ids::{DeploymentId, Domain, SiteId};
 /// The separator between the deployment and the site in a preview host's first label.
 const SEPARATOR: &str = "--";
 
-/// The host a deployment's preview is served at.
-pub fn host(deployment: &DeploymentId, site: &SiteId, previews_domain: &str) -> String {
-    format!(
-        "{}{SEPARATOR}{site}.{previews_domain}",
+/// The longest DNS label: a site whose name makes the preview label longer (over 36
+/// characters) has no previews.
+const MAX_LABEL: usize = 63;
+
+/// The host a deployment's preview is served at; `None` when the site's name is too long
+/// for one DNS label to hold both.
+pub fn host(deployment: &DeploymentId, site: &SiteId, previews_domain: &str) -> Option<String> {
+    let label = format!(
+        "{}{SEPARATOR}{site}",
         deployment.as_str().to_ascii_lowercase()
-    )
+    );
+    (label.len() <= MAX_LABEL).then(|| format!("{label}.{previews_domain}"))
 }
 
 /// The deployment and site a preview host names, if `host` is one under `previews_domain`.
@@ -52,8 +58,19 @@ mod tests {
         let d = DeploymentId::parse("20261204T140056Z-0156475d").unwrap();
         let s = SiteId::parse("example").unwrap();
         assert_eq!(
-            host(&d, &s, "localhost"),
-            "20261204t140056z-0156475d--example.localhost"
+            host(&d, &s, "localhost").as_deref(),
+            Some("20261204t140056z-0156475d--example.localhost")
+        );
+        // 25 + 2 + 36 characters fill a label; one more does not fit.
+        let longest = SiteId::parse(&"a".repeat(36)).unwrap();
+        let h = host(&d, &longest, "localhost").unwrap();
+        assert_eq!(
+            parse(&Domain::parse(&h).unwrap(), "localhost"),
+            Some((d.clone(), longest))
+        );
+        assert_eq!(
+            host(&d, &SiteId::parse(&"a".repeat(37)).unwrap(), "localhost"),
+            None
         );
         let some =
             |d: &str, s: &str| Some((DeploymentId::parse(d).unwrap(), SiteId::parse(s).unwrap()));
@@ -104,7 +121,7 @@ mod tests {
             assert_eq!(parse(&parsed, domain), want, "{h}");
         }
         // Round trip.
-        let h = Domain::parse(&host(&d, &s, "sites.example")).unwrap();
+        let h = Domain::parse(&host(&d, &s, "sites.example").unwrap()).unwrap();
         assert_eq!(parse(&h, "sites.example"), Some((d, s)));
     }
 }
