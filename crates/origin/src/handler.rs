@@ -119,11 +119,7 @@ impl Origin {
             config.site_refresh,
             config.cache_bytes / 4,
         );
-        let lockout = Lockout::new(
-            config.redis_url.as_deref(),
-            config.auth_max_failures,
-            config.auth_lockout,
-        );
+        let lockout = Lockout::new(cache.clone(), config.auth_max_failures, config.auth_lockout);
         let observer = crate::counters::Observer::new(&config.region, config.emit_metrics);
         let proxy = Proxy::new(config.proxy.clone());
         let region_header = header_value(&config.region);
