@@ -5,6 +5,7 @@
 //! higher revision.
 
 pub mod memory;
+#[cfg(feature = "redis")]
 pub mod redis;
 
 use crate::ids::{Domain, SiteId};
@@ -127,6 +128,7 @@ pub trait Cache: Send + Sync {
 /// A notification reaches one instance of a region's origin; the others learn the new
 /// site record from Redis, so a site record held in memory is re-checked against Redis
 /// once it is older than the freshness window (1 s by default).
+#[cfg(feature = "redis")]
 pub struct Tiered {
     memory: memory::MemoryCache,
     redis: Option<Arc<redis::RedisCache>>,
@@ -134,6 +136,7 @@ pub struct Tiered {
     fresh: std::time::Duration,
 }
 
+#[cfg(feature = "redis")]
 impl Tiered {
     /// Tiers: memory, then Redis when configured.
     pub fn new(memory: memory::MemoryCache, redis: Option<redis::RedisCache>) -> Self {
@@ -165,6 +168,7 @@ impl Tiered {
     }
 }
 
+#[cfg(feature = "redis")]
 #[async_trait]
 impl Cache for Tiered {
     async fn get(&self, key: &str) -> Option<Bytes> {
