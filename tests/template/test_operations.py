@@ -2,8 +2,8 @@
 
 Every metric an alarm or a dashboard reads in the `Skyhost` namespace must be one the
 code emits: the metric name, the namespace and the exact set of dimensions, read from the
-Rust sources (every `Metrics::emit` call, and the origin's per-response EMF line), never
-from a list kept here. Metrics of AWS namespaces must name resources of this template
+Rust sources (every `Metrics::emit` call: skyhost_meta::metrics is the one EMF writer),
+never from a list kept here. Metrics of AWS namespaces must name resources of this template
 (the origin API and its stage, the template's queues). And the alarms the operator needs
 are there: the region's health check failing, its 5xx rate, fail-safe answers,
 replication lag over the budget, and messages in every failure queue, each sent to the
@@ -119,13 +119,6 @@ def written_metrics() -> set[Metric]:
             assert names, f"{path}: an emit call whose metric names cannot be read: {args[1][:80]}"
             for n in names:
                 found.add((namespace, value_of(n, consts), dims))
-        # A JSON-built EMF line: "Dimensions": [["A", "B"]] and {"Name": "X"}.
-        for m in re.finditer(r'"Dimensions":\s*\[\[([^\]]*)\]\]', text):
-            tail = text[m.end() : m.end() + 1500]
-            block = tail.split("]", 1)[0]
-            dims = frozenset(re.findall(r'"([^"]+)"', m.group(1)))
-            for n in re.findall(r'"Name":\s*"([^"]+)"', block):
-                found.add((namespace, n, dims))
     return found
 
 

@@ -346,7 +346,7 @@ async fn delete_site_share(backend: &Backend, p: &SitePlan) -> Result<()> {
         }
     }
     // A deploy that began during this run: its new manifest may reuse a doomed blob.
-    let prefix = format!("sites/{}/manifests/", p.site);
+    let prefix = keys::manifests_prefix(&p.site);
     let mut appeared = BTreeSet::new();
     for r in &regions {
         for o in r.bucket.list(&prefix).await? {

@@ -1,4 +1,5 @@
-//! Metrics in CloudWatch's embedded metric format (EMF): one JSON object per line on
+//! The one writer of metrics in CloudWatch's embedded metric format (EMF), used by the
+//! origin, the replicator and the asset-copier: one JSON object per line on
 //! stdout, which Lambda's log pipeline turns into metrics of namespace `Skyhost` without
 //! an API call. Local mode and tests can discard the lines or keep them in memory.
 

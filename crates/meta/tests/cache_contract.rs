@@ -4,7 +4,7 @@
 use bytes::Bytes;
 use skyhost_meta::cache::memory::MemoryCache;
 use skyhost_meta::cache::redis::RedisCache;
-use skyhost_meta::cache::{Cache, CacheHealth, SiteEntry, Tiered};
+use skyhost_meta::cache::{Attempt, Attempts, Cache, CacheHealth, SiteEntry, Tiered};
 use skyhost_meta::{Domain, Site, SiteId};
 
 fn entry(id: &SiteId, rev: u64) -> SiteEntry {
@@ -57,6 +57,48 @@ pub async fn site_revision_never_decreases(c: &dyn Cache) {
     assert!(!c.put_site(&id, entry(&id, 4)).await);
 }
 
+pub async fn attempt_counters_are_bounded_atomic_and_expire(c: &dyn Cache) {
+    let ms = std::time::Duration::from_millis;
+    let key = skyhost_testkit::unique("auth-fail");
+    let other = skyhost_testkit::unique("auth-fail");
+    assert_eq!(c.attempts(&key).await, Some(Attempts::NONE));
+    // Twelve attempts at once against a limit of five: exactly five are counted.
+    let burst = (0..12).map(|_| c.take_attempt(&key, 5, ms(600)));
+    let got = futures::future::join_all(burst).await;
+    let mut counted: Vec<u64> = got
+        .iter()
+        .filter_map(|a| match a {
+            Some(Attempt::Counted { count, left }) => {
+                assert!(*left <= ms(600) && !left.is_zero(), "{left:?}");
+                Some(*count)
+            }
+            Some(Attempt::Refused { .. }) => None,
+            None => panic!("the tier did not count"),
+        })
+        .collect();
+    counted.sort_unstable();
+    assert_eq!(counted, [1, 2, 3, 4, 5], "{got:?}");
+    let state = c.attempts(&key).await.unwrap();
+    assert_eq!(state.count, 5);
+    assert!(!state.left.is_zero() && state.left <= ms(600), "{state:?}");
+    // Another key has its own counter.
+    assert_eq!(c.attempts(&other).await, Some(Attempts::NONE));
+    assert!(matches!(
+        c.take_attempt(&other, 5, ms(600)).await,
+        Some(Attempt::Counted { count: 1, .. })
+    ));
+    // A reset forgets the counter at once.
+    c.reset_attempts(&other).await;
+    assert_eq!(c.attempts(&other).await, Some(Attempts::NONE));
+    // The window ends: counting starts again.
+    tokio::time::sleep(ms(700)).await;
+    assert_eq!(c.attempts(&key).await, Some(Attempts::NONE));
+    assert!(matches!(
+        c.take_attempt(&key, 5, ms(600)).await,
+        Some(Attempt::Counted { count: 1, .. })
+    ));
+}
+
 macro_rules! contract {
     ($tier:ident, $make:expr) => {
         mod $tier {
@@ -68,6 +110,10 @@ macro_rules! contract {
             #[tokio::test]
             async fn site_revision_never_decreases() {
                 super::site_revision_never_decreases(&$make).await;
+            }
+            #[tokio::test]
+            async fn attempt_counters_are_bounded_atomic_and_expire() {
+                super::attempt_counters_are_bounded_atomic_and_expire(&$make).await;
             }
         }
     };
@@ -128,11 +174,19 @@ async fn redis_down_is_a_miss_never_an_error() {
         "{:?}",
         t.elapsed()
     );
-    // Tiered on top of a dead Redis still serves from memory.
+    assert_eq!(
+        c.take_attempt("k", 5, std::time::Duration::from_secs(60))
+            .await,
+        None,
+        "a Redis that cannot count says so"
+    );
+    assert_eq!(c.attempts("k").await, None);
+    // Tiered on top of a dead Redis still serves and counts in memory.
     let t = Tiered::new(MemoryCache::new(1 << 20), Some(c));
     t.put("y", Bytes::from_static(b"y")).await;
     assert_eq!(t.get("y").await, Some(Bytes::from_static(b"y")));
     assert!(t.put_site(&id, entry(&id, 1)).await);
+    attempt_counters_are_bounded_atomic_and_expire(&t).await;
 }
 
 #[tokio::test]

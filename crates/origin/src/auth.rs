@@ -6,43 +6,22 @@
 //!
 //! Each attempt is counted before its password is checked, in one atomic step that also
 //! refuses it when the count is full, so a burst of parallel guesses gets no more tries
-//! than a sequence. Counters live in Redis when configured (shared by every instance of
-//! the region), else in this process; Redis failing falls back to the process, never to
-//! an error.
+//! than a sequence. Counters live in the [`Cache`] port: in Redis when the region has it
+//! (shared by every instance), else in this process; Redis failing falls back to the
+//! process, never to an error.
 
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use sha2::{Digest, Sha256};
+use skyhost_meta::cache::{Attempt, Attempts, Cache};
 use skyhost_meta::ttl::TtlMap;
 use skyhost_meta::{DeploymentId, SiteId};
 use skyhost_rules::{AuthOutcome, AuthRule, Offered};
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
-
-/// Redis calls give up after this long.
-const REDIS_TIMEOUT: Duration = Duration::from_millis(250);
+use std::time::Duration;
 
 /// A verified `Authorization` value is trusted this long without running argon2 again, so
 /// a protected page's assets do not each cost a password hash.
 const GRANT_TTL: Duration = Duration::from_secs(300);
-
-/// Takes one attempt from a counter, atomically: refused (`{0, count, ttl}`) when the count
-/// is full, else counted (`{1, count, ttl}`), the first attempt starting the window.
-const ATTEMPT_SCRIPT: &str = r#"
-local n = tonumber(redis.call('GET', KEYS[1]) or '0')
-local counted = 0
-if n < tonumber(ARGV[1]) then
-  n = redis.call('INCR', KEYS[1])
-  counted = 1
-end
-local ttl = redis.call('PTTL', KEYS[1])
-if ttl < 0 then
-  redis.call('PEXPIRE', KEYS[1], ARGV[2])
-  ttl = tonumber(ARGV[2])
-end
-return {counted, n, ttl}
-"#;
 
 /// What to do with a request to a protected path.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -64,31 +43,16 @@ pub enum Gate {
     Locked(u64),
 }
 
-/// An attempt taken from a counter: its number in the window, and what is left of it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Attempt {
-    /// Counted: it may be checked.
-    Counted { count: u64, left: Duration },
-    /// The count was full: refused unchecked.
-    Refused { left: Duration },
-}
-
-struct Counter {
-    first: Instant,
-    attempts: AtomicU32,
-}
-
 /// Failure counters per (site, client network, user name), and recently verified
 /// credentials.
 pub struct Lockout {
-    redis: Option<ConnectionManager>,
-    memory: TtlMap<String, Arc<Counter>>,
+    /// Where the counters live.
+    cache: Arc<dyn Cache>,
     max_failures: u32,
     window: Duration,
     /// Salted digests of (deployment, rule, Authorization value) that verified.
     granted: TtlMap<[u8; 32], ()>,
     salt: [u8; 32],
-    attempt_script: redis::Script,
 }
 
 fn ceil_secs(d: Duration) -> u64 {
@@ -132,36 +96,18 @@ pub fn client_network(client: Option<IpAddr>) -> String {
 fn counter_key(site: &SiteId, network: &str, user: &str) -> String {
     let digest = Sha256::digest(user.as_bytes());
     let user: String = digest[..12].iter().map(|b| format!("{b:02x}")).collect();
-    format!("skyhost:auth-fail:{site}:{network}:{user}")
+    format!("auth-fail:{site}:{network}:{user}")
 }
 
 impl Lockout {
-    /// Counters in Redis at `redis_url` when given (connected lazily), else in memory.
-    pub fn new(redis_url: Option<&str>, max_failures: u32, window: Duration) -> Self {
-        let redis = redis_url.and_then(|url| {
-            let cfg = ConnectionManagerConfig::new()
-                .set_connection_timeout(Some(REDIS_TIMEOUT))
-                .set_response_timeout(Some(REDIS_TIMEOUT))
-                .set_number_of_retries(1)
-                .set_max_delay(Duration::from_millis(500));
-            match redis::Client::open(url)
-                .and_then(|c| ConnectionManager::new_lazy_with_config(c, cfg))
-            {
-                Ok(c) => Some(c),
-                Err(e) => {
-                    tracing::warn!(error = %e, "REDIS_URL unusable for lockout counters; keeping them in memory");
-                    None
-                }
-            }
-        });
+    /// Counters in `cache`: at most `max_failures` in each `window`.
+    pub fn new(cache: Arc<dyn Cache>, max_failures: u32, window: Duration) -> Self {
         Lockout {
-            redis,
-            memory: TtlMap::new(100_000),
+            cache,
             max_failures: max_failures.max(1),
             window,
             granted: TtlMap::new(10_000),
             salt: salt(),
-            attempt_script: redis::Script::new(ATTEMPT_SCRIPT),
         }
     }
 
@@ -177,55 +123,11 @@ impl Lockout {
         h.finalize().into()
     }
 
-    async fn redis_call<T, F>(&self, what: &str, call: F) -> Option<T>
-    where
-        F: std::future::Future<Output = redis::RedisResult<T>>,
-    {
-        match tokio::time::timeout(REDIS_TIMEOUT, call).await {
-            Ok(Ok(v)) => Some(v),
-            Ok(Err(e)) => {
-                tracing::warn!(op = what, error = %e, "redis failed; lockout counted in memory");
-                None
-            }
-            Err(_) => {
-                tracing::warn!(op = what, "redis timed out; lockout counted in memory");
-                None
-            }
-        }
-    }
-
-    async fn redis<T: redis::FromRedisValue>(&self, what: &str, cmd: redis::Pipeline) -> Option<T> {
-        let mut conn = self.redis.clone()?;
-        self.redis_call(what, cmd.query_async::<T>(&mut conn)).await
-    }
-
-    fn window_ms(&self) -> u64 {
-        u64::try_from(self.window.as_millis())
-            .unwrap_or(u64::MAX)
-            .max(1)
-    }
-
-    fn left(ttl_ms: i64) -> Duration {
-        Duration::from_millis(u64::try_from(ttl_ms).unwrap_or(0))
-    }
-
-    fn memory_counter(&self, key: &str) -> Option<(u32, Duration)> {
-        let c = self.memory.get(key)?;
-        let left = self.window.checked_sub(c.first.elapsed())?;
-        Some((c.attempts.load(Ordering::SeqCst), left))
-    }
-
     /// Whether the key is locked, and whether any failure is on record (so a success
     /// knows to reset), without counting anything.
     async fn status(&self, key: &str) -> (Gate, bool) {
-        let mut p = redis::pipe();
-        p.cmd("GET").arg(key).cmd("PTTL").arg(key);
-        let (count, left) = match self.redis::<(Option<u64>, i64)>("lockout check", p).await {
-            Some((count, ttl)) => (count.unwrap_or(0), Self::left(ttl)),
-            None => self
-                .memory_counter(key)
-                .map_or((0, Duration::ZERO), |(n, left)| (u64::from(n), left)),
-        };
+        // A cache that cannot tell says nothing is on record: the password is checked.
+        let Attempts { count, left } = self.cache.attempts(key).await.unwrap_or(Attempts::NONE);
         let gate = if count >= u64::from(self.max_failures) && !left.is_zero() {
             Gate::Locked(locked_for(left))
         } else {
@@ -238,53 +140,21 @@ impl Lockout {
     /// one atomic step, so parallel attempts cannot all pass a check made before any was
     /// counted.
     async fn attempt(&self, key: &str) -> Attempt {
-        if let Some(mut conn) = self.redis.clone() {
-            let mut call = self.attempt_script.key(key);
-            call.arg(self.max_failures).arg(self.window_ms());
-            let result = self
-                .redis_call(
-                    "lockout count",
-                    call.invoke_async::<(u8, u64, i64)>(&mut conn),
-                )
-                .await;
-            if let Some((counted, count, ttl)) = result {
-                let left = Self::left(ttl);
-                return if counted == 1 {
-                    Attempt::Counted { count, left }
-                } else {
-                    Attempt::Refused { left }
-                };
-            }
-        }
-        let counter = self
-            .memory
-            .get_or_insert_with(key.to_owned(), self.window, || {
-                Arc::new(Counter {
-                    first: Instant::now(),
-                    attempts: AtomicU32::new(0),
-                })
-            });
-        let left = self.window.saturating_sub(counter.first.elapsed());
-        let max = self.max_failures;
-        match counter
-            .attempts
-            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
-                (n < max).then_some(n + 1)
-            }) {
-            Ok(before) => Attempt::Counted {
-                count: u64::from(before) + 1,
-                left,
+        let max = u64::from(self.max_failures);
+        match self.cache.take_attempt(key, max, self.window).await {
+            Some(a) => a,
+            // A cache that counts nothing (the origin's tiers always count, in memory at
+            // least): the password is checked, as a first attempt.
+            None => Attempt::Counted {
+                count: 1,
+                left: self.window,
             },
-            Err(_) => Attempt::Refused { left },
         }
     }
 
     /// Forgets the failures counted against a key (after a successful login).
     async fn reset(&self, key: &str) {
-        let mut p = redis::pipe();
-        p.cmd("DEL").arg(key).ignore();
-        let _: Option<()> = self.redis("lockout reset", p).await;
-        self.memory.remove(key);
+        self.cache.reset_attempts(key).await;
     }
 
     /// Checks a request against a rule of `deployment`: lockout first, then the
@@ -354,6 +224,11 @@ impl Lockout {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use skyhost_meta::cache::memory::MemoryCache;
+
+    fn memory() -> Arc<dyn Cache> {
+        Arc::new(MemoryCache::new(1 << 20))
+    }
 
     fn key(client: &str, user: &str) -> String {
         counter_key(
@@ -365,7 +240,7 @@ mod tests {
 
     #[tokio::test]
     async fn memory_attempts_are_counted_refused_and_expire() {
-        let l = Lockout::new(None, 3, Duration::from_millis(400));
+        let l = Lockout::new(memory(), 3, Duration::from_millis(400));
         let k = key("1.2.3.4", "ann");
         let counted = |a: Attempt| match a {
             Attempt::Counted { count, .. } => Some(count),
@@ -429,7 +304,7 @@ mod tests {
 
     #[tokio::test]
     async fn remembered_grants_are_bound_to_the_deployment() {
-        let l = Lockout::new(None, 5, Duration::from_secs(60));
+        let l = Lockout::new(memory(), 5, Duration::from_secs(60));
         let site = SiteId::parse("s").unwrap();
         let (d1, d2) = (
             DeploymentId::parse("20260101T000000Z-00000001").unwrap(),
@@ -458,7 +333,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_burst_gets_no_more_tries_than_a_sequence() {
-        let l = Lockout::new(None, 5, Duration::from_secs(60));
+        let l = Lockout::new(memory(), 5, Duration::from_secs(60));
         let site = SiteId::parse("s").unwrap();
         let d = DeploymentId::parse("20260101T000000Z-00000001").unwrap();
         let rule = rule("ann:right-pw");

@@ -7,10 +7,11 @@
 //!   local listeners only ([`crate::server`]): the Lambda adapter never answers it, so on
 //!   AWS the path is a plain 404. Local mode hands every instance of a region the same
 //!   [`Counters`], so any instance tells the region's totals.
-//! - **EMF records** (CloudWatch, via [`skyhost_meta::metrics`]): `ServerErrors` on a 5xx
-//!   answer and `HealthCheckFailed` (0 or 1) per health check, both under the `Region`
-//!   dimension. The alarms of `template.yaml` read these, so a region's failing check
-//!   alarms in its own region (Route 53's own metric lives in us-east-1 only).
+//! - **EMF records** (CloudWatch, through the one writer of [`skyhost_meta::metrics`]): per
+//!   site answer `Hit`, `Miss`, `Fallback` (counts) and `Latency` (milliseconds),
+//!   `ServerErrors` on a 5xx answer and `HealthCheckFailed` (0 or 1) per health check, all
+//!   under the `Region` dimension. The alarms of `template.yaml` read these, so a region's
+//!   failing check alarms in its own region (Route 53's own metric lives in us-east-1 only).
 
 use crate::body::OriginBody;
 use crate::data::CacheOutcome;
@@ -26,7 +27,15 @@ pub const METRICS_PATH: &str = "/_skyhost/metrics";
 pub const SERVER_ERRORS: &str = "ServerErrors";
 /// The EMF metric of a health check: 1 when it failed (503), else 0.
 pub const HEALTH_CHECK_FAILED: &str = "HealthCheckFailed";
-/// The dimension of both.
+/// The EMF metrics of a site answer: where its bytes came from, one of them 1.
+pub const HIT: &str = "Hit";
+/// See [`HIT`].
+pub const MISS: &str = "Miss";
+/// See [`HIT`].
+pub const FALLBACK: &str = "Fallback";
+/// The EMF metric of a site answer's time in the origin, milliseconds.
+pub const LATENCY: &str = "Latency";
+/// The dimension of every record.
 pub const DIMENSION: &str = "Region";
 
 /// Slots the counters are spread over, so serving threads rarely write the same cache line.
@@ -218,19 +227,59 @@ impl Observer {
         self
     }
 
+    /// Whether EMF records are written (the caller then measures the latency).
+    pub fn emits(&self) -> bool {
+        self.emit
+    }
+
     /// The local counters, if any.
     pub fn counters(&self) -> Option<&Arc<Counters>> {
         self.counters.as_ref()
     }
 
-    /// One answer to a request for `path`: only site requests count (health probes and
-    /// notifications are the platform's own traffic).
-    pub fn answer(&self, path: &str, status: StatusCode, outcome: Option<CacheOutcome>) {
+    /// One answer to a request for `path`, made in `latency_ms`: only site requests count
+    /// (health probes and notifications are the platform's own traffic).
+    pub fn answer(
+        &self,
+        path: &str,
+        status: StatusCode,
+        outcome: Option<CacheOutcome>,
+        latency_ms: f64,
+    ) {
         if path.starts_with("/_skyhost/") {
             return;
         }
         if let Some(c) = &self.counters {
             c.answer(status, outcome);
+        }
+        if let (true, Some(outcome)) = (self.emit, outcome) {
+            let count = |o: CacheOutcome| if o == outcome { 1.0 } else { 0.0 };
+            self.emf.emit(
+                &[(DIMENSION, &self.region)],
+                &[
+                    Metric {
+                        name: HIT,
+                        unit: Unit::Count,
+                        value: count(CacheOutcome::Hit),
+                    },
+                    Metric {
+                        name: MISS,
+                        unit: Unit::Count,
+                        value: count(CacheOutcome::Miss),
+                    },
+                    Metric {
+                        name: FALLBACK,
+                        unit: Unit::Count,
+                        value: count(CacheOutcome::Fallback),
+                    },
+                    Metric {
+                        name: LATENCY,
+                        unit: Unit::Milliseconds,
+                        // Microseconds are the most a reader of the dashboard looks at.
+                        value: (latency_ms * 1000.0).round() / 1000.0,
+                    },
+                ],
+            );
         }
         if self.emit && status.is_server_error() {
             self.emf.emit(
@@ -309,7 +358,7 @@ mod tests {
             ("/_skyhost/health", 503, None),
         ];
         for (path, status, outcome) in cases {
-            o.answer(path, StatusCode::from_u16(status).unwrap(), outcome);
+            o.answer(path, StatusCode::from_u16(status).unwrap(), outcome, 1.0);
         }
         assert_eq!(
             counters.snapshot(),
@@ -367,12 +416,76 @@ mod tests {
     }
 
     #[test]
+    fn emf_records_of_site_answers() {
+        let cases = [
+            (CacheOutcome::Hit, [1.0, 0.0, 0.0]),
+            (CacheOutcome::Miss, [0.0, 1.0, 0.0]),
+            (CacheOutcome::Fallback, [0.0, 0.0, 1.0]),
+        ];
+        for (outcome, [hit, miss, fallback]) in cases {
+            let (emf, mem) = Metrics::memory();
+            let o = Observer::new("eu-central-1", false).with_emf(emf);
+            o.answer("/index.html", StatusCode::OK, Some(outcome), 12.34567);
+            let got = mem.lock().unwrap();
+            assert_eq!(got.len(), 1, "{outcome:?}");
+            let r = &got[0];
+            let m = &r["_aws"]["CloudWatchMetrics"][0];
+            assert_eq!(m["Namespace"], "Skyhost");
+            assert_eq!(m["Dimensions"], json!([["Region"]]));
+            let units: Vec<(&str, &str)> = m["Metrics"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|x| (x["Name"].as_str().unwrap(), x["Unit"].as_str().unwrap()))
+                .collect();
+            assert_eq!(
+                units,
+                [
+                    ("Hit", "Count"),
+                    ("Miss", "Count"),
+                    ("Fallback", "Count"),
+                    ("Latency", "Milliseconds")
+                ]
+            );
+            assert_eq!(r["Region"], "eu-central-1");
+            assert_eq!(
+                [&r["Hit"], &r["Miss"], &r["Fallback"]],
+                [&json!(hit), &json!(miss), &json!(fallback)],
+                "{outcome:?}"
+            );
+            assert_eq!(r["Latency"], json!(12.346));
+        }
+        // Nothing without metrics on, nothing for a request that reached no site, and
+        // nothing for the platform's own paths.
+        let (emf, mem) = Metrics::memory();
+        let mut off = Observer::new("r", false).with_emf(emf);
+        off.emit = false;
+        off.answer("/", StatusCode::OK, Some(CacheOutcome::Hit), 1.0);
+        assert!(mem.lock().unwrap().is_empty());
+        let (emf, mem) = Metrics::memory();
+        let on = Observer::new("r", false).with_emf(emf);
+        on.answer("/", StatusCode::OK, None, 1.0);
+        on.answer(
+            "/_skyhost/health",
+            StatusCode::OK,
+            Some(CacheOutcome::Hit),
+            1.0,
+        );
+        assert!(mem.lock().unwrap().is_empty());
+    }
+
+    #[test]
     fn emf_records_of_server_errors_and_health_checks() {
         let (emf, mem) = Metrics::memory();
         let o = Observer::new("ap-southeast-1", false).with_emf(emf);
-        o.answer("/", StatusCode::OK, Some(CacheOutcome::Hit));
-        o.answer("/x", StatusCode::BAD_GATEWAY, None);
-        o.answer("/_skyhost/notify", StatusCode::SERVICE_UNAVAILABLE, None);
+        o.answer("/", StatusCode::OK, Some(CacheOutcome::Hit), 1.0);
+        o.answer("/x", StatusCode::BAD_GATEWAY, None, 1.0);
+        o.answer(
+            "/_skyhost/notify",
+            StatusCode::SERVICE_UNAVAILABLE,
+            None,
+            1.0,
+        );
         o.health(StatusCode::OK);
         o.health(StatusCode::SERVICE_UNAVAILABLE);
         let got = mem.lock().unwrap();
@@ -388,6 +501,7 @@ mod tests {
         assert_eq!(
             names,
             [
+                ("Hit", 1.0),
                 (SERVER_ERRORS, 1.0),
                 (HEALTH_CHECK_FAILED, 0.0),
                 (HEALTH_CHECK_FAILED, 1.0)

@@ -14,7 +14,6 @@ use crate::config::OriginConfig;
 use crate::data::{CacheOutcome, DataPath};
 use crate::forwarded::Gate;
 use crate::health;
-use crate::metrics::Metrics;
 use crate::notify;
 use crate::path::{self, Policy};
 use crate::proxy::Proxy;
@@ -55,7 +54,6 @@ pub struct Origin {
     converge: crate::converge::Converge,
     /// Serves a site's paths once the site is known.
     sites: Sites,
-    metrics: Metrics,
     /// Local counters and the operator's EMF records ([`crate::counters`]).
     observer: crate::counters::Observer,
     /// `X-Skyhost-Region`'s value, built once.
@@ -121,12 +119,7 @@ impl Origin {
             config.site_refresh,
             config.cache_bytes / 4,
         );
-        let lockout = Lockout::new(
-            config.redis_url.as_deref(),
-            config.auth_max_failures,
-            config.auth_lockout,
-        );
-        let metrics = Metrics::new(&config.region, config.emit_metrics);
+        let lockout = Lockout::new(cache.clone(), config.auth_max_failures, config.auth_lockout);
         let observer = crate::counters::Observer::new(&config.region, config.emit_metrics);
         let proxy = Proxy::new(config.proxy.clone());
         let region_header = header_value(&config.region);
@@ -154,7 +147,6 @@ impl Origin {
             data,
             previews,
             resolver,
-            metrics,
             observer,
         }
     }
@@ -274,13 +266,18 @@ impl Origin {
         if head {
             *resp.body_mut() = OriginBody::empty();
         }
-        self.observer
-            .answer(parts.uri.path(), resp.status(), outcome);
         let logged = tracing::enabled!(target: "skyhost_origin::request", tracing::Level::INFO);
-        if !logged && !self.metrics.enabled() {
+        // The clock is read only when a line or a record will say the latency.
+        let latency_ms = if logged || self.observer.emits() {
+            started.elapsed().as_secs_f64() * 1000.0
+        } else {
+            0.0
+        };
+        self.observer
+            .answer(parts.uri.path(), resp.status(), outcome, latency_ms);
+        if !logged {
             return resp;
         }
-        let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
         let bytes = if head {
             0
         } else {
@@ -303,9 +300,6 @@ impl Origin {
             client = %client.map(|c| c.to_string()).unwrap_or_default(),
             "request"
         );
-        if let Some(o) = outcome {
-            self.metrics.record(o, latency_ms);
-        }
         resp
     }
 

@@ -9,7 +9,7 @@
 //!
 //! Pure decisions have their own modules ([`path`], [`file_response`], [`conditional`],
 //! [`range`], [`encoding`], [`cache_control`], [`limits`], [`forwarded`], [`geo`]); I/O sits
-//! in [`resolve`], [`data`], [`health`], [`notify`], [`auth`], [`proxy`], [`metrics`],
+//! in [`resolve`], [`data`], [`health`], [`notify`], [`auth`], [`proxy`],
 //! [`counters`], [`server`] and [`lambda`].
 
 pub mod answers;
@@ -31,7 +31,6 @@ pub mod health;
 pub mod lambda;
 pub mod limits;
 pub mod listener;
-pub mod metrics;
 pub mod notify;
 pub mod path;
 pub mod preview;

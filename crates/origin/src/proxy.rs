@@ -1,10 +1,13 @@
 //! Proxy rules (`/api/* https://api.example.com/:splat 200`): forward a visitor's request to
 //! an upstream and stream the answer back.
 //!
-//! SSRF safety: only http and https; the upstream host is resolved here and refused when
-//! any of its addresses is forbidden ([`skyhost_rules::ssrf::is_forbidden`]) unless the
-//! site's `[proxy] allowlist` names the host and this origin honours allowlists; the
-//! connection then goes to exactly the addresses that were checked (no second lookup).
+//! SSRF safety: only http and https; an upstream is refused when any of its addresses is
+//! forbidden ([`skyhost_rules::ssrf::is_forbidden`]) unless the site's `[proxy] allowlist`
+//! names the host and this origin honours allowlists. One HTTP client serves every site:
+//! its DNS resolver ([`Screening`]) refuses a name with a forbidden address, so the
+//! connection goes to exactly the addresses that were checked (no second lookup, no
+//! rebinding between check and connect), and an IP literal is checked before the request.
+//! Only an origin that honours allowlists has a second client, for allowlisted hosts.
 //! Redirects are never followed: an upstream 3xx goes back to the visitor as-is, after its
 //! `Location` is checked the same way. Hop-by-hop headers are stripped both ways and
 //! `X-Forwarded-For/-Host/-Proto` added. Bodies stream both ways; a response past the
@@ -16,12 +19,11 @@
 //! with [`MAX_PROXY_HOPS`] is refused with 508, so a proxy rule pointing back at skyhost
 //! (directly or through other sites) stops instead of looping.
 
-use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::pin::Pin;
-use std::sync::Mutex;
+use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 use futures::stream::BoxStream;
@@ -47,9 +49,6 @@ pub const HOPS_HEADER: HeaderName = HeaderName::from_static("x-skyhost-hops");
 /// (508 Loop Detected). A few legitimate hops fit (site A proxying to site B on skyhost);
 /// a loop stops after this many round trips.
 pub const MAX_PROXY_HOPS: u32 = 5;
-
-/// Pinned clients kept for connection reuse.
-const MAX_CACHED_CLIENTS: usize = 64;
 
 /// Operator settings of the proxy, fixed at init.
 #[derive(Debug, Clone)]
@@ -86,7 +85,7 @@ pub struct ClientInfo {
 }
 
 /// Why a request could not be proxied. [`ProxyError::status`] gives the answer to send.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum ProxyError {
     /// The rule's target is not a URL.
     #[error("proxy target '{0}' is not a valid URL")]
@@ -195,6 +194,14 @@ impl ProxyError {
     }
 
     fn from_reqwest(host: &str, error: reqwest::Error, total: Duration) -> ProxyError {
+        // The resolver's own refusal or failure, as it said it.
+        let mut source = std::error::Error::source(&error);
+        while let Some(e) = source {
+            if let Some(refused) = e.downcast_ref::<ProxyError>() {
+                return refused.clone();
+            }
+            source = e.source();
+        }
         let reason = error_chain(&error);
         if error.is_timeout() {
             ProxyError::Timeout {
@@ -361,21 +368,90 @@ const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 
-#[derive(Clone, PartialEq, Eq, Hash)]
-struct ClientKey {
-    host: String,
-    addrs: Vec<SocketAddr>,
+/// The first forbidden address of `addrs`, if any.
+fn first_forbidden(addrs: &[SocketAddr]) -> Option<IpAddr> {
+    addrs
+        .iter()
+        .map(SocketAddr::ip)
+        .find(|ip| is_forbidden(*ip))
 }
 
-struct CachedClient {
-    client: reqwest::Client,
-    last_used: Instant,
+/// Resolves `name` with the system resolver, within `timeout`.
+async fn lookup(name: &str, port: u16, timeout: Duration) -> Result<Vec<SocketAddr>, ProxyError> {
+    let addrs: Vec<SocketAddr> =
+        match tokio::time::timeout(timeout, tokio::net::lookup_host((name, port))).await {
+            Err(_) => {
+                return Err(ProxyError::Timeout {
+                    host: name.to_string(),
+                    what: "resolving the host".to_string(),
+                })
+            }
+            Ok(Err(e)) => {
+                return Err(ProxyError::Resolve {
+                    host: name.to_string(),
+                    reason: e.to_string(),
+                })
+            }
+            Ok(Ok(addrs)) => addrs.collect(),
+        };
+    if addrs.is_empty() {
+        return Err(ProxyError::NoAddress {
+            host: name.to_string(),
+        });
+    }
+    Ok(addrs)
 }
 
-/// The proxy: build once at init and share; it keeps pinned HTTP clients for reuse.
+/// The proxy client's DNS resolver: the system's, refusing a name when any of its
+/// addresses is forbidden ([`ProxyError::Forbidden`], carried to the caller inside
+/// reqwest's error). The client connects only to the addresses this returns.
+#[derive(Debug)]
+pub struct Screening {
+    timeout: Duration,
+}
+
+impl Screening {
+    /// A resolver giving up after `timeout`.
+    pub fn new(timeout: Duration) -> Screening {
+        Screening { timeout }
+    }
+
+    /// The addresses of `name`, or why a proxy may not reach it.
+    pub async fn addresses(&self, name: &str) -> Result<Vec<SocketAddr>, ProxyError> {
+        // Port 0: the client puts in the URL's port.
+        let addrs = lookup(name, 0, self.timeout).await?;
+        match first_forbidden(&addrs) {
+            Some(addr) => Err(ProxyError::Forbidden {
+                host: name.to_string(),
+                addr,
+                allowlisted: false,
+            }),
+            None => Ok(addrs),
+        }
+    }
+}
+
+impl reqwest::dns::Resolve for Screening {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        let screening = Screening {
+            timeout: self.timeout,
+        };
+        Box::pin(async move {
+            let addrs = screening.addresses(name.as_str()).await?;
+            Ok(Box::new(addrs.into_iter()) as reqwest::dns::Addrs)
+        })
+    }
+}
+
+/// The proxy: build once at init and share. Its HTTP clients are built on first use (a
+/// site without proxy rules never pays for them) and keep connections alive per host.
 pub struct Proxy {
     config: ProxyConfig,
-    clients: Mutex<HashMap<ClientKey, CachedClient>>,
+    /// Every upstream's client: DNS through [`Screening`].
+    screened: OnceLock<Result<reqwest::Client, String>>,
+    /// Allowlisted hosts' client, with the system resolver: only when the origin
+    /// honours allowlists.
+    exempt: OnceLock<Result<reqwest::Client, String>>,
 }
 
 impl std::fmt::Debug for Proxy {
@@ -405,13 +481,12 @@ fn host_kind(url: &Url) -> Option<HostKind<'_>> {
     Some(HostKind::Domain(host))
 }
 
-/// The upstream after the SSRF check: where to connect.
+/// The upstream after the SSRF checks that can be made before connecting.
 struct Checked {
     /// Host as written in the target (for messages).
     host: String,
-    /// Host name to pin, `None` for an IP literal.
-    domain: Option<String>,
-    addrs: Vec<SocketAddr>,
+    /// The site allowlists the host and this origin honours that: no address is refused.
+    exempt: bool,
 }
 
 impl Proxy {
@@ -419,7 +494,8 @@ impl Proxy {
     pub fn new(config: ProxyConfig) -> Proxy {
         Proxy {
             config,
-            clients: Mutex::new(HashMap::new()),
+            screened: OnceLock::new(),
+            exempt: OnceLock::new(),
         }
     }
 
@@ -449,8 +525,8 @@ impl Proxy {
         if !matches!(url.scheme(), "http" | "https") {
             return Err(ProxyError::UnsupportedScheme(target.to_string()));
         }
-        let checked = self.check_url(&url, policy).await?;
-        let http = self.client_for(&checked)?;
+        let checked = self.check_url(&url, policy)?;
+        let http = self.client(checked.exempt)?;
 
         let (parts, body) = req.into_parts();
         let mut headers = end_to_end(&parts.headers);
@@ -504,11 +580,17 @@ impl Proxy {
             request = request.body(reqwest::Body::wrap_stream(body.into_data_stream()));
         }
         let host = checked.host.clone();
-        let response = request
-            .headers(headers)
-            .send()
-            .await
-            .map_err(|e| ProxyError::from_reqwest(&host, e, self.config.total_timeout))?;
+        let response = request.headers(headers).send().await.map_err(|e| {
+            match ProxyError::from_reqwest(&host, e, self.config.total_timeout) {
+                // The resolver cannot know the site's allowlist: the message can.
+                ProxyError::Forbidden { host, addr, .. } => ProxyError::Forbidden {
+                    allowlisted: host_in_allowlist(&host, &policy.allowlist),
+                    host,
+                    addr,
+                },
+                other => other,
+            }
+        })?;
 
         let status = response.status();
         let mut out_headers = end_to_end(response.headers());
@@ -554,60 +636,24 @@ impl Proxy {
             .map_err(|e| ProxyError::Request(e.to_string()))
     }
 
-    /// Resolves the URL's host and applies the SSRF policy.
-    async fn check_url(&self, url: &Url, policy: &ProxyPolicy) -> Result<Checked, ProxyError> {
+    /// Applies the SSRF policy to what the URL says: an IP literal is checked here; a
+    /// name is checked by the screened client's resolver when it connects.
+    fn check_url(&self, url: &Url, policy: &ProxyPolicy) -> Result<Checked, ProxyError> {
         let host_text = url.host_str().unwrap_or_default().to_string();
-        let port = url.port_or_known_default().unwrap_or(80);
         let allowlisted = host_in_allowlist(&host_text, &policy.allowlist);
         let exempt = allowlisted && self.config.honor_allowlist;
-        let (domain, addrs) = match host_kind(url) {
-            Some(HostKind::Ip(ip)) => (None, vec![SocketAddr::new(ip, port)]),
-            Some(HostKind::Domain(name)) => {
-                let addrs = self.resolve(name, port).await?;
-                (Some(name.to_string()), addrs)
-            }
-            None => return Err(ProxyError::InvalidTarget(url.to_string())),
-        };
-        if !exempt {
-            if let Some(bad) = addrs.iter().find(|a| is_forbidden(a.ip())) {
-                return Err(ProxyError::Forbidden {
-                    host: host_text,
-                    addr: bad.ip(),
-                    allowlisted,
-                });
-            }
+        match host_kind(url) {
+            Some(HostKind::Ip(ip)) if !exempt && is_forbidden(ip) => Err(ProxyError::Forbidden {
+                host: host_text,
+                addr: ip,
+                allowlisted,
+            }),
+            Some(_) => Ok(Checked {
+                host: host_text,
+                exempt,
+            }),
+            None => Err(ProxyError::InvalidTarget(url.to_string())),
         }
-        Ok(Checked {
-            host: host_text,
-            domain,
-            addrs,
-        })
-    }
-
-    async fn resolve(&self, name: &str, port: u16) -> Result<Vec<SocketAddr>, ProxyError> {
-        let lookup = tokio::net::lookup_host((name, port));
-        let addrs: Vec<SocketAddr> =
-            match tokio::time::timeout(self.config.connect_timeout, lookup).await {
-                Err(_) => {
-                    return Err(ProxyError::Timeout {
-                        host: name.to_string(),
-                        what: "resolving the host".to_string(),
-                    })
-                }
-                Ok(Err(e)) => {
-                    return Err(ProxyError::Resolve {
-                        host: name.to_string(),
-                        reason: e.to_string(),
-                    })
-                }
-                Ok(Ok(addrs)) => addrs.collect(),
-            };
-        if addrs.is_empty() {
-            return Err(ProxyError::NoAddress {
-                host: name.to_string(),
-            });
-        }
-        Ok(addrs)
     }
 
     /// Refuses a `Location` that points at a forbidden address. Relative locations stay on
@@ -635,10 +681,12 @@ impl Proxy {
         let port = next.port_or_known_default().unwrap_or(80);
         let ips: Vec<IpAddr> = match host_kind(&next) {
             Some(HostKind::Ip(ip)) => vec![ip],
-            Some(HostKind::Domain(name)) => match self.resolve(name, port).await {
-                Ok(addrs) => addrs.into_iter().map(|a| a.ip()).collect(),
-                Err(_) => Vec::new(),
-            },
+            Some(HostKind::Domain(name)) => {
+                match lookup(name, port, self.config.connect_timeout).await {
+                    Ok(addrs) => addrs.into_iter().map(|a| a.ip()).collect(),
+                    Err(_) => Vec::new(),
+                }
+            }
             None => Vec::new(),
         };
         match ips.into_iter().find(|ip| is_forbidden(*ip)) {
@@ -650,53 +698,34 @@ impl Proxy {
         }
     }
 
-    /// A client that connects only to the checked addresses, reused while they stay the same.
-    fn client_for(&self, checked: &Checked) -> Result<reqwest::Client, ProxyError> {
-        let key = ClientKey {
-            host: checked.domain.clone().unwrap_or_default(),
-            addrs: checked.addrs.clone(),
+    /// The client for an upstream: the screened one, or for an exempt host the one
+    /// that refuses no address. Built on first use.
+    fn client(&self, exempt: bool) -> Result<reqwest::Client, ProxyError> {
+        let (cell, screening) = if exempt {
+            (&self.exempt, None)
+        } else {
+            (
+                &self.screened,
+                Some(Arc::new(Screening::new(self.config.connect_timeout))),
+            )
         };
-        let mut clients = self
-            .clients
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let now = Instant::now();
-        if let Some(cached) = clients.get_mut(&key) {
-            cached.last_used = now;
-            return Ok(cached.client.clone());
-        }
-        let mut builder = skyhost_meta::tls::http_client()
-            .redirect(reqwest::redirect::Policy::none())
-            .connect_timeout(self.config.connect_timeout)
-            .timeout(self.config.total_timeout)
-            // Environment proxies would connect somewhere other than the checked address.
-            .no_proxy()
-            .referer(false)
-            .pool_idle_timeout(Duration::from_secs(30))
-            .pool_max_idle_per_host(8);
-        if let Some(domain) = &checked.domain {
-            builder = builder.resolve_to_addrs(domain, &checked.addrs);
-        }
-        let client = builder
-            .build()
-            .map_err(|e| ProxyError::Request(error_chain(&e)))?;
-        if clients.len() >= MAX_CACHED_CLIENTS {
-            let oldest = clients
-                .iter()
-                .min_by_key(|(_, c)| c.last_used)
-                .map(|(k, _)| k.clone());
-            if let Some(oldest) = oldest {
-                clients.remove(&oldest);
+        cell.get_or_init(|| {
+            let mut builder = skyhost_meta::tls::http_client()
+                .redirect(reqwest::redirect::Policy::none())
+                .connect_timeout(self.config.connect_timeout)
+                .timeout(self.config.total_timeout)
+                // Environment proxies would connect somewhere other than the checked address.
+                .no_proxy()
+                .referer(false)
+                .pool_idle_timeout(Duration::from_secs(30))
+                .pool_max_idle_per_host(8);
+            if let Some(screening) = screening {
+                builder = builder.dns_resolver(screening);
             }
-        }
-        clients.insert(
-            key,
-            CachedClient {
-                client: client.clone(),
-                last_used: now,
-            },
-        );
-        Ok(client)
+            builder.build().map_err(|e| error_chain(&e))
+        })
+        .clone()
+        .map_err(ProxyError::Request)
     }
 }
 

@@ -11,7 +11,8 @@ use common::*;
 use futures::future::join_all;
 use http::{Method, StatusCode};
 use skyhost_meta::cache::memory::MemoryCache;
-use skyhost_meta::cache::Cache;
+use skyhost_meta::cache::redis::RedisCache;
+use skyhost_meta::cache::{Cache, Tiered};
 use skyhost_origin::Origin;
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -57,11 +58,14 @@ async fn site(env: &Embedded) -> (String, String) {
     (h1, h2)
 }
 
+/// An origin instance; with `redis`, its cache has the Redis tier the region's instances
+/// share, as on AWS.
 fn origin(env: &Embedded, redis: Option<String>) -> Arc<Origin> {
     let mut c = config();
     c.auth_lockout = WINDOW;
-    c.redis_url = redis;
-    let cache: Arc<dyn Cache> = Arc::new(MemoryCache::new(c.cache_bytes));
+    c.redis_url = redis.clone();
+    let redis = redis.map(|url| RedisCache::new(&url).unwrap());
+    let cache: Arc<dyn Cache> = Arc::new(Tiered::new(MemoryCache::new(c.cache_bytes), redis));
     Arc::new(Origin::new(
         c,
         env.meta.clone(),

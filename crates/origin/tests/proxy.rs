@@ -552,11 +552,97 @@ async fn clients_are_reused_across_requests() {
         body_text(response).await.unwrap();
     }
     assert_eq!(up.hits(), 3);
-    assert_eq!(
-        up.connections(),
-        1,
-        "one pinned client, one kept-alive connection"
+    assert_eq!(up.connections(), 1, "one client, one kept-alive connection");
+}
+
+#[tokio::test]
+async fn names_are_screened_by_the_clients_resolver() {
+    let up = start_upstream().await;
+    let target = format!("http://localhost:{}/echo", up.addr.port());
+    // A name the site allowlists, on an origin that does not honour allowlists: the
+    // resolver refuses its loopback address, and the message says why.
+    let err = Proxy::new(ProxyConfig::default())
+        .forward(get("/"), &target, &allow(&["localhost"]), &visitor())
+        .await
+        .unwrap_err();
+    match &err {
+        ProxyError::Forbidden {
+            host,
+            addr,
+            allowlisted: true,
+        } => {
+            assert_eq!(host, "localhost");
+            assert!(addr.is_loopback(), "{addr}");
+        }
+        other => panic!("expected Forbidden, got {other}"),
+    }
+    assert!(
+        err.to_string().contains("does not honour allowlists"),
+        "{err}"
     );
+    // One client serves every site: a name another site allowlists (and this origin
+    // honours) stays refused for a site that does not name it.
+    let proxy = honoring();
+    let response = proxy
+        .forward(get("/"), &target, &allow(&["localhost"]), &visitor())
+        .await
+        .unwrap();
+    body_text(response).await.unwrap();
+    let err = proxy
+        .forward(get("/"), &target, &ProxyPolicy::default(), &visitor())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            ProxyError::Forbidden {
+                allowlisted: false,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert_eq!(up.hits(), 1, "refused requests never reach the upstream");
+    // A name that does not resolve (RFC 6761 reserves `.invalid`): the resolver's own
+    // error, a 502.
+    let err = proxy
+        .forward(
+            get("/"),
+            "http://no-such-host.invalid/",
+            &ProxyPolicy::default(),
+            &visitor(),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            ProxyError::Resolve { .. } | ProxyError::NoAddress { .. }
+        ),
+        "{err}"
+    );
+    assert_eq!(err.status(), StatusCode::BAD_GATEWAY);
+}
+
+#[tokio::test]
+async fn the_screening_resolver_refuses_forbidden_names() {
+    use skyhost_origin::proxy::Screening;
+    let screening = Screening::new(Duration::from_secs(5));
+    match screening.addresses("localhost").await {
+        Err(ProxyError::Forbidden { addr, .. }) => assert!(addr.is_loopback(), "{addr}"),
+        other => panic!("localhost: {other:?}"),
+    }
+    // A literal forbidden address as a name is refused the same way.
+    for name in ["127.0.0.1", "169.254.169.254", "::1", "10.1.2.3"] {
+        match screening.addresses(name).await {
+            Err(ProxyError::Forbidden { addr, .. }) => assert_eq!(addr.to_string(), name),
+            other => panic!("{name}: {other:?}"),
+        }
+    }
+    // A public address passes, unchanged (no lookup leaves the machine for a literal).
+    let addrs = screening.addresses("93.184.216.34").await.unwrap();
+    assert_eq!(addrs.len(), 1);
+    assert_eq!(addrs[0].ip().to_string(), "93.184.216.34");
 }
 
 /// `GET /echo` through `proxy` to the loopback upstream with the visitor's `headers`.

@@ -1,6 +1,7 @@
 //! The blob store port: a bucket of immutable, content-addressed objects.
 
 pub mod event;
+#[cfg(feature = "folder-store")]
 pub mod fs;
 pub mod s3;
 

@@ -1,16 +1,33 @@
 //! The in-process cache tier: moka for immutable entries, bounded by bytes; site records
 //! in a plain map.
 
-use super::{Cache, CacheHealth, SiteEntry};
+use super::{Attempt, Attempts, Cache, CacheHealth, SiteEntry};
 use crate::ids::SiteId;
+use crate::ttl::TtlMap;
 use async_trait::async_trait;
 use bytes::Bytes;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
+use std::time::{Duration, Instant};
 
 /// Site records held at most (a miss reads the store again).
 const MAX_SITES: usize = 100_000;
+/// Attempt counters held at most ([`Cache::take_attempt`]).
+const MAX_COUNTERS: usize = 100_000;
+
+/// One attempt counter's window.
+struct Window {
+    started: Instant,
+    length: Duration,
+    count: AtomicU64,
+}
+
+impl Window {
+    fn left(&self) -> Duration {
+        self.length.saturating_sub(self.started.elapsed())
+    }
+}
 
 /// In-process cache, bounded by the bytes of its entries.
 #[derive(Clone)]
@@ -21,6 +38,8 @@ pub struct MemoryCache {
     sites: Arc<RwLock<HashMap<SiteId, SiteEntry>>>,
     /// Raised on every change to `sites` ([`Cache::site_generation`]).
     generation: Arc<AtomicU64>,
+    /// Attempt counters, each expiring with its window.
+    attempts: Arc<TtlMap<String, Arc<Window>>>,
     max_entry: usize,
 }
 
@@ -38,6 +57,7 @@ impl MemoryCache {
             entries,
             sites: Arc::new(RwLock::new(HashMap::new())),
             generation: Arc::new(AtomicU64::new(0)),
+            attempts: Arc::new(TtlMap::new(MAX_COUNTERS)),
             max_entry: usize::try_from(max_bytes / 8).unwrap_or(usize::MAX),
         }
     }
@@ -94,6 +114,53 @@ impl Cache for MemoryCache {
 
     fn site_generation(&self) -> Option<u64> {
         Some(self.generation.load(Ordering::Acquire))
+    }
+
+    async fn take_attempt(&self, key: &str, max: u64, window: Duration) -> Option<Attempt> {
+        let w = self
+            .attempts
+            .get_or_insert_with(key.to_owned(), window, || {
+                Arc::new(Window {
+                    started: Instant::now(),
+                    length: window,
+                    count: AtomicU64::new(0),
+                })
+            });
+        let left = w.left();
+        // One compare-and-swap loop: parallel attempts cannot all pass a check made
+        // before any was counted.
+        Some(
+            match w
+                .count
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
+                    (n < max).then_some(n + 1)
+                }) {
+                Ok(before) => Attempt::Counted {
+                    count: before + 1,
+                    left,
+                },
+                Err(_) => Attempt::Refused { left },
+            },
+        )
+    }
+
+    async fn attempts(&self, key: &str) -> Option<Attempts> {
+        let Some(w) = self.attempts.get(key) else {
+            return Some(Attempts::NONE);
+        };
+        let left = w.left();
+        Some(if left.is_zero() {
+            Attempts::NONE
+        } else {
+            Attempts {
+                count: w.count.load(Ordering::SeqCst),
+                left,
+            }
+        })
+    }
+
+    async fn reset_attempts(&self, key: &str) {
+        self.attempts.remove(key);
     }
 
     async fn health(&self) -> CacheHealth {

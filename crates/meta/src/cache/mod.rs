@@ -5,6 +5,7 @@
 //! higher revision.
 
 pub mod memory;
+#[cfg(feature = "redis")]
 pub mod redis;
 
 use crate::ids::{Domain, SiteId};
@@ -13,6 +14,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
+use std::time::Duration;
 
 /// A cached site record at a revision; `site: None` records that the site was removed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -31,6 +33,40 @@ pub enum CacheHealth {
     Ok,
     /// Not answering; requests go on without it.
     Degraded(String),
+}
+
+/// One attempt taken from a bounded counter ([`Cache::take_attempt`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Attempt {
+    /// Counted: the `count`th attempt of a window that has `left` to run.
+    Counted {
+        /// The attempt's number in its window, from 1.
+        count: u64,
+        /// What is left of the window.
+        left: Duration,
+    },
+    /// The window's count was already full: not counted.
+    Refused {
+        /// What is left of the window.
+        left: Duration,
+    },
+}
+
+/// A counter's state, read without counting ([`Cache::attempts`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Attempts {
+    /// Attempts counted in the running window (0: none on record).
+    pub count: u64,
+    /// What is left of that window (zero when none runs).
+    pub left: Duration,
+}
+
+impl Attempts {
+    /// No window running.
+    pub const NONE: Attempts = Attempts {
+        count: 0,
+        left: Duration::ZERO,
+    };
 }
 
 /// The cache port. No method fails: a cache that cannot answer is a miss.
@@ -70,6 +106,21 @@ pub trait Cache: Send + Sync {
     fn site_generation(&self) -> Option<u64> {
         None
     }
+    /// Takes one attempt from the counter `key`, atomically: refused when `max` attempts
+    /// were already counted in its window, else counted, the first attempt starting a
+    /// window of `window`. Shared by every instance on a shared tier, so parallel
+    /// attempts anywhere get no more than `max` between them. `None`: this tier could not
+    /// count (Redis down), or counts nothing.
+    async fn take_attempt(&self, _key: &str, _max: u64, _window: Duration) -> Option<Attempt> {
+        None
+    }
+    /// The counter `key`'s state, without counting (`None` as for
+    /// [`Cache::take_attempt`]).
+    async fn attempts(&self, _key: &str) -> Option<Attempts> {
+        None
+    }
+    /// Forgets the counter `key`.
+    async fn reset_attempts(&self, _key: &str) {}
 }
 
 /// The in-process tier in front of an optional Redis tier.
@@ -77,6 +128,7 @@ pub trait Cache: Send + Sync {
 /// A notification reaches one instance of a region's origin; the others learn the new
 /// site record from Redis, so a site record held in memory is re-checked against Redis
 /// once it is older than the freshness window (1 s by default).
+#[cfg(feature = "redis")]
 pub struct Tiered {
     memory: memory::MemoryCache,
     redis: Option<Arc<redis::RedisCache>>,
@@ -84,6 +136,7 @@ pub struct Tiered {
     fresh: std::time::Duration,
 }
 
+#[cfg(feature = "redis")]
 impl Tiered {
     /// Tiers: memory, then Redis when configured.
     pub fn new(memory: memory::MemoryCache, redis: Option<redis::RedisCache>) -> Self {
@@ -115,6 +168,7 @@ impl Tiered {
     }
 }
 
+#[cfg(feature = "redis")]
 #[async_trait]
 impl Cache for Tiered {
     async fn get(&self, key: &str) -> Option<Bytes> {
@@ -187,6 +241,33 @@ impl Cache for Tiered {
     fn site_generation(&self) -> Option<u64> {
         // Every record this tier hands out, Redis's included, passes through memory.
         self.memory.site_generation()
+    }
+
+    // Counters in Redis when it answers (shared by the region's instances), else in this
+    // process: a Redis failure costs the sharing, never the count.
+    async fn take_attempt(&self, key: &str, max: u64, window: Duration) -> Option<Attempt> {
+        if let Some(r) = &self.redis {
+            if let Some(a) = r.take_attempt(key, max, window).await {
+                return Some(a);
+            }
+        }
+        self.memory.take_attempt(key, max, window).await
+    }
+
+    async fn attempts(&self, key: &str) -> Option<Attempts> {
+        if let Some(r) = &self.redis {
+            if let Some(a) = r.attempts(key).await {
+                return Some(a);
+            }
+        }
+        self.memory.attempts(key).await
+    }
+
+    async fn reset_attempts(&self, key: &str) {
+        if let Some(r) = &self.redis {
+            r.reset_attempts(key).await;
+        }
+        self.memory.reset_attempts(key).await;
     }
 
     async fn health(&self) -> CacheHealth {

@@ -1,7 +1,7 @@
 //! The Redis cache tier, shared by every origin instance of a region. Any Redis failure
 //! — down, slow, full — is a miss and a log line, never an error to the visitor.
 
-use super::{Cache, CacheHealth, SiteEntry};
+use super::{Attempt, Attempts, Cache, CacheHealth, SiteEntry};
 use crate::ids::{Domain, SiteId};
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -18,6 +18,28 @@ end
 return 0
 ";
 
+/// Takes one attempt from a counter, atomically: refused (`{0, count, ttl}`) when the count
+/// is full, else counted (`{1, count, ttl}`), the first attempt starting the window.
+const TAKE_ATTEMPT: &str = r"
+local n = tonumber(redis.call('GET', KEYS[1]) or '0')
+local counted = 0
+if n < tonumber(ARGV[1]) then
+  n = redis.call('INCR', KEYS[1])
+  counted = 1
+end
+local ttl = redis.call('PTTL', KEYS[1])
+if ttl < 0 then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  ttl = tonumber(ARGV[2])
+end
+return {counted, n, ttl}
+";
+
+/// A `PTTL` answer as what is left (negative: no key, or no expiry).
+fn left(ttl_ms: i64) -> Duration {
+    Duration::from_millis(u64::try_from(ttl_ms).unwrap_or(0))
+}
+
 /// `d` as a `PX` argument: whole milliseconds, at least one (Redis refuses zero).
 fn px(d: Duration) -> u64 {
     u64::try_from(d.as_millis().max(1)).unwrap_or(u64::MAX)
@@ -32,6 +54,7 @@ pub struct RedisCache {
     prefix: String,
     ttl_secs: u64,
     script: redis::Script,
+    take_attempt: redis::Script,
 }
 
 /// Why the Redis tier could not be set up.
@@ -73,6 +96,7 @@ impl RedisCache {
             prefix: "skyhost:".into(),
             ttl_secs: 7 * 24 * 3600,
             script: redis::Script::new(PUT_SITE),
+            take_attempt: redis::Script::new(TAKE_ATTEMPT),
         })
     }
 
@@ -223,6 +247,53 @@ impl Cache for RedisCache {
         let k = format!("{}r:{id}", self.prefix);
         let _: Option<()> = self
             .run("release refresh", async move {
+                redis::cmd("DEL").arg(k).query_async(&mut c).await
+            })
+            .await;
+    }
+
+    async fn take_attempt(&self, key: &str, max: u64, window: Duration) -> Option<Attempt> {
+        let mut c = self.conn.clone();
+        let k = format!("{}a:{key}", self.prefix);
+        let script = self.take_attempt.clone();
+        let ms = px(window);
+        let (counted, count, ttl): (u8, u64, i64) = self
+            .run("take attempt", async move {
+                script.key(k).arg(max).arg(ms).invoke_async(&mut c).await
+            })
+            .await?;
+        let left = left(ttl);
+        Some(if counted == 1 {
+            Attempt::Counted { count, left }
+        } else {
+            Attempt::Refused { left }
+        })
+    }
+
+    async fn attempts(&self, key: &str) -> Option<Attempts> {
+        let mut c = self.conn.clone();
+        let k = format!("{}a:{key}", self.prefix);
+        let mut p = redis::pipe();
+        p.cmd("GET").arg(&k).cmd("PTTL").arg(&k);
+        let (count, ttl): (Option<u64>, i64) = self
+            .run("attempts", async move { p.query_async(&mut c).await })
+            .await?;
+        let left = left(ttl);
+        Some(if left.is_zero() {
+            Attempts::NONE
+        } else {
+            Attempts {
+                count: count.unwrap_or(0),
+                left,
+            }
+        })
+    }
+
+    async fn reset_attempts(&self, key: &str) {
+        let mut c = self.conn.clone();
+        let k = format!("{}a:{key}", self.prefix);
+        let _: Option<()> = self
+            .run("reset attempts", async move {
                 redis::cmd("DEL").arg(k).query_async(&mut c).await
             })
             .await;

@@ -8,6 +8,7 @@
 pub mod dynamodb;
 pub mod generation;
 pub mod item;
+#[cfg(feature = "sqlite")]
 pub mod sqlite;
 pub mod stream;
 
