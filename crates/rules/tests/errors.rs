@@ -255,7 +255,7 @@ fn config_file_errors() {
     let cases: &[(&str, &str)] = &[
         (
             "pretty_urls = true\ntrailing_slashes = \"always\"\n",
-            "skyhost.toml:2: unknown field `trailing_slashes`, expected one of `trailing_slash`, `pretty_urls`, `spa_fallback`, `not_found_page`, `error_page`, `redirects`, `headers`, `auth`, `proxy`, `geo`",
+            "skyhost.toml:2: unknown field `trailing_slashes`, expected one of `trailing_slash`, `pretty_urls`, `spa_fallback`, `not_found_page`, `error_page`, `redirects`, `headers`, `auth`, `proxy`, `geo`, `previews`",
         ),
         (
             "trailing_slash = \"sometimes\"\n",
