@@ -712,13 +712,7 @@ impl Cloud for AwsCloud {
         let mut changes = Vec::new();
         for r in records {
             for kind in kinds(r) {
-                changes.push(
-                    Change::builder()
-                        .action(ChangeAction::Upsert)
-                        .resource_record_set(alias_set(r, kind.clone())?)
-                        .build()
-                        .map_err(|e| build_err("route53", e))?,
-                );
+                changes.push(change(ChangeAction::Upsert, alias_set(r, kind.clone())?)?);
             }
         }
         self.change(zone, changes).await
@@ -752,13 +746,7 @@ impl Cloud for AwsCloud {
                 )
                 .build()
                 .map_err(|e| build_err("route53", e))?;
-            changes.push(
-                Change::builder()
-                    .action(ChangeAction::Upsert)
-                    .resource_record_set(set)
-                    .build()
-                    .map_err(|e| build_err("route53", e))?,
-            );
+            changes.push(change(ChangeAction::Upsert, set)?);
         }
         self.change(zone, changes).await
     }
@@ -773,13 +761,7 @@ impl Cloud for AwsCloud {
                     .iter()
                     .any(|v| dns(v.value()) == dns(&r.value));
                 if ours {
-                    changes.push(
-                        Change::builder()
-                            .action(ChangeAction::Delete)
-                            .resource_record_set(set)
-                            .build()
-                            .map_err(|e| build_err("route53", e))?,
-                    );
+                    changes.push(change(ChangeAction::Delete, set)?);
                 }
             }
         }
@@ -793,16 +775,19 @@ impl Cloud for AwsCloud {
     async fn delete_records(&self, zone: &str, name: &str) -> Result<(), CloudError> {
         let mut changes = Vec::new();
         for set in self.alias_sets(zone, name).await?.into_iter().filter(ours) {
-            changes.push(
-                Change::builder()
-                    .action(ChangeAction::Delete)
-                    .resource_record_set(set)
-                    .build()
-                    .map_err(|e| build_err("route53", e))?,
-            );
+            changes.push(change(ChangeAction::Delete, set)?);
         }
         self.change(zone, changes).await
     }
+}
+
+/// One change of a record set.
+fn change(action: ChangeAction, set: ResourceRecordSet) -> Result<Change, CloudError> {
+    Change::builder()
+        .action(action)
+        .resource_record_set(set)
+        .build()
+        .map_err(|e| build_err("route53", e))
 }
 
 /// Whether an alias record is one skyhost writes: to CloudFront or to API Gateway.

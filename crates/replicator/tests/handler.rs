@@ -174,7 +174,9 @@ async fn site_fixture_records_decode_to_notifications() {
         vec![
             (7, Some(Some("20260103T101112Z-4e5f6a7b".to_owned()))),
             (1, Some(None)),
-            (7, None),
+            // A removal is announced one revision above the removed record (its
+            // tombstone), so every region that holds revision 7 accepts it.
+            (8, None),
         ]
     );
     // The batch carries one site: only its last change (the removal) is sent, to each region.
@@ -189,7 +191,7 @@ async fn site_fixture_records_decode_to_notifications() {
     for (_, n) in calls {
         assert_eq!(
             (n.site.as_str(), n.revision, n.record.is_none()),
-            ("docs-site", 7, true)
+            ("docs-site", 8, true)
         );
     }
 }
