@@ -177,6 +177,10 @@ mod tests {
             ("index-abcdefgh.js", false),
             ("café.3f9a1c2b.js", true),
             ("cafécafé.js", false),
+            // A hex extension is not a digest between dots.
+            ("notes.3f9a1c2b", false),
+            // The 9th byte from the end falls inside `é`: no base64url digest there.
+            ("abcdefghéBXk3c9aZ.js", false),
         ];
         for (name, want) in cases {
             assert_eq!(is_fingerprinted(name), *want, "{name:?}");

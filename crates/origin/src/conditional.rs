@@ -422,6 +422,44 @@ mod tests {
     }
 
     #[test]
+    fn which_headers_are_tag_lists() {
+        // Only If-Match and If-None-Match compare the other codings' tags.
+        let cases: &[(&[(http::header::HeaderName, &str)], bool)] = &[
+            (&[], false),
+            (
+                &[(
+                    http::header::IF_MODIFIED_SINCE,
+                    "Wed, 25 Jun 2014 17:12:18 GMT",
+                )],
+                false,
+            ),
+            (
+                &[(
+                    http::header::IF_UNMODIFIED_SINCE,
+                    "Wed, 25 Jun 2014 17:12:18 GMT",
+                )],
+                false,
+            ),
+            (&[(http::header::IF_NONE_MATCH, r#""a""#)], true),
+            (&[(http::header::IF_MATCH, "*")], true),
+        ];
+        for (headers, want) in cases {
+            let mut h = http::HeaderMap::new();
+            for (name, value) in *headers {
+                h.insert(
+                    name.clone(),
+                    http::HeaderValue::from_str(value).expect("a valid value"),
+                );
+            }
+            assert_eq!(
+                Conditions::from_headers(&h).has_tag_lists(),
+                *want,
+                "{headers:?}"
+            );
+        }
+    }
+
+    #[test]
     fn etags_and_dates() {
         assert_eq!(etag("ab12", None), r#""ab12""#);
         assert_eq!(etag("ab12", Some("br")), r#""ab12-br""#);

@@ -138,6 +138,9 @@ mod tests {
             (Some("gzip;q=0.5, identity"), &both, None),
             (Some("gzip, identity;q=0.5"), &both, Some(Gzip)),
             (Some("gzip, identity;q=0"), &both, Some(Gzip)),
+            // A tie with identity goes to the coded variant.
+            (Some("gzip;q=0.5, identity;q=0.5"), &both, Some(Gzip)),
+            (Some("br, identity"), &both, Some(Br)),
             (Some("deflate, zstd"), &both, None),
             // A malformed q-value drops that item only.
             (Some("br;q=2, gzip"), &both, Some(Gzip)),

@@ -433,6 +433,15 @@ mod tests {
             ("alice", "credential 'ali…' must be written 'user:password'"),
             (":secret", "credential has an empty user name"),
             ("alice:", "user 'alice' has an empty password"),
+            // A space is whitespace but no control; U+0001 a control but no whitespace.
+            (
+                "al ice:secret",
+                "user name 'al ice' contains whitespace or a control character",
+            ),
+            (
+                "al\u{1}ice:secret",
+                "user name 'al\u{1}ice' contains whitespace or a control character",
+            ),
             (
                 "dave:$argon2i$v=19$m=8,t=1,p=1$c2FsdHNhbHQ$SGVsbG9Xb3JsZEhlbGxvV29ybGQ",
                 "user 'dave': the password looks like a hash but is not a valid argon2id PHC string",
@@ -450,7 +459,15 @@ mod tests {
     #[test]
     fn debug_output_never_shows_passwords() {
         let c = parse_credential("alice:hunter2").unwrap();
-        assert!(!format!("{c:?}").contains("hunter2"));
+        assert_eq!(format!("{c:?}"), r#"Credential { user: "alice", .. }"#);
+    }
+
+    #[test]
+    fn sealing_hashes_at_the_given_cost() {
+        let params = HashParams::new(8, 1, 1, None).expect("valid argon2 parameters");
+        let phc = hash_password(&hasher(params), "pw").expect("hashing works");
+        assert!(phc.starts_with("$argon2id$v=19$m=8,t=1,p=1$"), "{phc}");
+        assert!(verify_hash(&phc, "pw"));
     }
 
     #[test]
@@ -460,6 +477,7 @@ mod tests {
         assert!(validate_realm("say \"hi\"").is_err());
         assert!(validate_realm("back\\slash").is_err());
         assert!(validate_realm("tab\there").is_err());
+        assert!(validate_realm(&"x".repeat(200)).is_ok());
         assert!(validate_realm(&"x".repeat(201)).is_err());
     }
 }

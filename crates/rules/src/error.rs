@@ -81,3 +81,25 @@ impl ErrorSink {
         self.errors
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_sink_counts_listed_and_dropped_errors() {
+        let mut sink = ErrorSink::default();
+        assert_eq!(sink.len(), 0);
+        for n in 0..MAX_REPORTED_ERRORS + 2 {
+            sink.at("_redirects", n + 1, "bad");
+            assert_eq!(sink.len(), n + 1);
+        }
+        assert!(!sink.is_empty());
+        let listed = sink.finish();
+        assert_eq!(listed.len(), MAX_REPORTED_ERRORS + 1);
+        assert_eq!(
+            listed[MAX_REPORTED_ERRORS].reason,
+            "2 more errors not listed; fix the ones above and deploy again"
+        );
+    }
+}

@@ -256,6 +256,8 @@ mod tests {
             ("/*", "/", Some("splat=")),
             ("/*", "/x/y/z", Some("splat=x/y/z")),
             ("/blog/*", "/blog", Some("splat=")),
+            // An empty segment binds no placeholder.
+            ("/a/:x/b", "/a//b", None),
             ("/blog/*", "/blog/", Some("splat=")),
             ("/blog/*", "/blog/2024/post", Some("splat=2024/post")),
             ("/blog/*", "/blogs/x", None),
@@ -290,6 +292,22 @@ mod tests {
     }
 
     #[test]
+    fn placeholder_names() {
+        let cases = [
+            ("id", true),
+            ("_id", true),
+            ("a1_b", true),
+            ("", false),
+            ("1a", false),
+            ("-a", false),
+            ("a-b", false),
+        ];
+        for (name, want) in cases {
+            assert_eq!(is_placeholder_name(name), want, "{name:?}");
+        }
+    }
+
+    #[test]
     fn invalid_patterns() {
         let cases: &[(&str, &str)] = &[
             ("blog", "'blog' is not a path: it must start with '/'"),
@@ -300,6 +318,9 @@ mod tests {
             ("/:a/:a", "path '/:a/:a': placeholder ':a' appears twice"),
             ("/a?b=1", "path '/a?b=1' contains '?': match query parameters as separate fields (e.g. '/store id=:id')"),
             ("/a#x", "path '/a#x' contains '#': fragments never reach the server"),
+            // A space is whitespace but no control; U+0001 a control but no whitespace.
+            ("/a b", "path '/a b' contains whitespace or a control character; write it percent-encoded (e.g. %20)"),
+            ("/a\u{1}b", "path '/a\u{1}b' contains whitespace or a control character; write it percent-encoded (e.g. %20)"),
             ("/%ff", "path '/%ff': percent-encoding does not decode to UTF-8"),
             ("https://example.com/*", "'https://example.com/*': host-specific rules are not supported; use a path starting with '/'"),
         ];

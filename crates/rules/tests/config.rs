@@ -110,3 +110,74 @@ fn headers_file_auth_comes_before_config_auth() {
     assert_eq!(rule.source(), "_headers:2");
     assert_eq!(rule.realm(), "Restricted");
 }
+
+/// `config::parse` on its own (the fuzz target's entry): a file at each limit parses, a
+/// file over one reports that limit only.
+#[test]
+fn config_parse_at_and_over_the_limits() {
+    use skyhost_rules::{config, Limits};
+    let two = Limits {
+        max_rules: 2,
+        ..Limits::default()
+    };
+    // Exactly max_rules of each table is accepted.
+    let text =
+        "[[redirects]]\nfrom = \"/a\"\nto = \"/b\"\n[[redirects]]\nfrom = \"/c\"\nto = \"/d\"\n\
+        [[headers]]\nfor = \"/x/*\"\n[headers.values]\nBasic-Auth = \"hu:pw\"\n\
+        [[headers]]\nfor = \"/y/*\"\n[headers.values]\nX-A = \"1\"\n\
+        [auth]\n[[auth.rules]]\npath = \"/p/*\"\nusers = [\"ann:pw\", \"bo:pw\"]\n\
+        [[auth.rules]]\npath = \"/q/*\"\nusers = [\"cy:pw\"]\n";
+    let c = config::parse(text, &two).unwrap_or_else(|e| panic!("{e:?}"));
+    assert_eq!(c.redirects.len(), 2);
+    assert_eq!(c.headers.len(), 1, "the Basic-Auth table sets no header");
+    let users: Vec<Vec<&str>> = c.auth.iter().map(|a| a.users().collect()).collect();
+    assert_eq!(users, vec![vec!["hu"], vec!["ann", "bo"], vec!["cy"]]);
+    let shown = format!("{:?}", c.auth[1]);
+    assert!(
+        shown.contains("\"/p/*\"") && shown.contains("ann") && !shown.contains("pw\""),
+        "{shown}"
+    );
+
+    // A file of exactly max_file_bytes parses.
+    let text = "pretty_urls = false\n";
+    let exact = Limits {
+        max_file_bytes: text.len(),
+        ..Limits::default()
+    };
+    let c = config::parse(text, &exact).unwrap_or_else(|e| panic!("{e:?}"));
+    assert!(!c.settings.pretty_urls);
+
+    // A line over the limit is the only error, though the value is bad as well.
+    let short = Limits {
+        max_line_bytes: 20,
+        ..Limits::default()
+    };
+    let errors = config::parse("spa_fallback = \"a-page-without-a-slash.html\"\n", &short)
+        .expect_err("over the line limit");
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert_eq!(errors[0].line, 1, "{errors:?}");
+
+    // Bad TOML is an error.
+    assert!(config::parse("x = [\n", &Limits::default()).is_err());
+}
+
+/// `[previews]`: users put basic auth in front of every preview path; none, no auth.
+/// `max_response_bytes` accepts its upper bound.
+#[test]
+fn config_previews_and_response_bound() {
+    use skyhost_rules::{config, Limits};
+    let limits = Limits::default();
+    let c = config::parse("[previews]\nusers = [\"pv:pw\"]\n", &limits)
+        .unwrap_or_else(|e| panic!("{e:?}"));
+    assert!(c.previews.enabled);
+    let auth = c.previews.auth.expect("users given: auth in front");
+    assert_eq!(auth.users().collect::<Vec<_>>(), vec!["pv"]);
+    let c =
+        config::parse("[previews]\nenabled = false\n", &limits).unwrap_or_else(|e| panic!("{e:?}"));
+    assert!(!c.previews.enabled);
+    assert!(c.previews.auth.is_none(), "no users, no auth");
+
+    let c = config::parse("[proxy]\nmax_response_bytes = 1073741824\n", &limits)
+        .unwrap_or_else(|e| panic!("{e:?}"));
+    assert_eq!(c.proxy.max_response_bytes, 1_073_741_824);
+}

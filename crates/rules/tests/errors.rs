@@ -182,6 +182,11 @@ fn every_bad_line_is_reported_with_its_number() {
 #[test]
 fn headers_file_errors() {
     let cases: &[(&str, &str)] = &[
+        // A host-specific block starts a (refused) block, `http://` as `https://`.
+        (
+            "http://example.com/*\n  X-A: a\n",
+            "_headers:1: 'http://example.com/*': host-specific rules are not supported; use a path starting with '/'",
+        ),
         (
             "/*\n  X-A: a\rb\n",
             "_headers:2: header 'X-A' value contains a carriage return or line feed",

@@ -18,6 +18,8 @@ fn decision_table() {
     use GeoDecision::{Refuse, Serve};
     let allow = rule(CountryList::Allow(codes(&["DE", "FR"])));
     let deny = rule(CountryList::Deny(codes(&["RU", "KP"])));
+    // A hand-built list may hold entries that are no alpha-2 code: they match nothing.
+    let odd = rule(CountryList::Allow(codes(&["D1", "DEU"])));
     let cases: Vec<(&GeoRule, Option<&str>, GeoDecision)> = vec![
         (&allow, Some("DE"), Serve),
         (&allow, Some("FR"), Serve),
@@ -36,6 +38,8 @@ fn decision_table() {
         (&deny, None, Serve),
         (&deny, Some("XX1"), Serve),
         (&deny, Some(""), Serve),
+        (&odd, Some("D1"), Refuse),
+        (&odd, Some("DEU"), Refuse),
     ];
     for (rule, country, want) in cases {
         assert_eq!(

@@ -179,3 +179,21 @@ fn served_file_headers_join_the_request_paths() {
         );
     }
 }
+
+/// `headers::parse` on its own (the fuzz target's entry): header rules and basic auth
+/// apart, or the errors.
+#[test]
+fn headers_parse_alone() {
+    use skyhost_rules::{headers, Limits};
+    let (rules, auth) = headers::parse(
+        "/*\n  X-Frame-Options: DENY\n/admin/*\n  Basic-Auth: root:pw\n",
+        &Limits::default(),
+    )
+    .unwrap_or_else(|e| panic!("{e:?}"));
+    assert_eq!(rules.len(), 1);
+    assert_eq!(auth.len(), 1);
+    assert_eq!(auth[0].users().collect::<Vec<_>>(), vec!["root"]);
+    let errors = headers::parse("/*\n  Content-Length: 5\n", &Limits::default())
+        .expect_err("a server header");
+    assert_eq!(errors.len(), 1, "{errors:?}");
+}
