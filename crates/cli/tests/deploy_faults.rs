@@ -7,12 +7,11 @@
 mod common;
 
 use skyhost_cli::activate::{update_site, Change};
-use skyhost_cli::backend::{Backend, RegionHandle};
+use skyhost_cli::backend::Backend;
 use skyhost_cli::deploy::{deploy, DeployOptions};
 use skyhost_meta::blob::s3::S3BlobStore;
 use skyhost_meta::blob::BlobStore;
 use skyhost_meta::store::dynamodb::DynamoStore;
-use skyhost_meta::store::MetaStore;
 use skyhost_meta::{keys, Domain, Site, SiteId};
 use skyhost_testkit::fault_proxy::{Fault, FaultProxy, Seen};
 use std::path::Path;
@@ -31,34 +30,18 @@ struct Setup {
     site: SiteId,
 }
 
-fn backend(meta: DynamoStore, bucket: S3BlobStore) -> Backend {
-    let meta: Arc<dyn MetaStore> = Arc::new(meta);
-    Backend {
-        meta: meta.clone(),
-        primary: RegionHandle {
-            name: REGION.into(),
-            bucket: Arc::new(bucket),
-            endpoint: None,
-            table: meta,
-        },
-        replicas: Vec::new(),
-        public_url: None,
-        custom_domains: None,
-        sites_domain: None,
-        previews: None,
-    }
-}
-
 async fn setup() -> Setup {
     let table = skyhost_testkit::dynamo(REGION).await;
     let bucket = skyhost_testkit::s3(REGION).await;
     let proxy = FaultProxy::start(&skyhost_testkit::moto_endpoint()).await;
     let direct_conf = skyhost_testkit::aws(REGION).await;
-    let faulty = backend(
+    let faulty = common::one_region(
+        REGION,
         DynamoStore::new(proxy.dynamodb(&direct_conf), table.table()),
         S3BlobStore::new(proxy.s3(&direct_conf), bucket.bucket()),
     );
-    let direct = backend(
+    let direct = common::one_region(
+        REGION,
         DynamoStore::new(skyhost_meta::config::dynamodb(&direct_conf), table.table()),
         S3BlobStore::new(skyhost_meta::config::s3(&direct_conf), bucket.bucket()),
     );

@@ -8,13 +8,12 @@
 mod common;
 
 use skyhost_cli::activate::{update_site, Change};
-use skyhost_cli::backend::{AwsOptions, Backend, RegionHandle};
+use skyhost_cli::backend::{AwsOptions, Backend};
 use skyhost_cli::deploy::{deploy, DeployOptions};
 use skyhost_cli::gc::{gc_at, GcOptions};
 use skyhost_meta::blob::s3::S3BlobStore;
 use skyhost_meta::blob::BlobStore;
 use skyhost_meta::store::dynamodb::DynamoStore;
-use skyhost_meta::store::MetaStore;
 use skyhost_meta::{keys, DeploymentId, Domain, Manifest, SiteId};
 use skyhost_testkit::fault_proxy::{Fault, FaultProxy};
 use std::collections::BTreeMap;
@@ -285,35 +284,19 @@ struct Faulty {
     direct: Backend,
 }
 
-fn one_region(meta: DynamoStore, bucket: S3BlobStore) -> Backend {
-    let meta: Arc<dyn MetaStore> = Arc::new(meta);
-    Backend {
-        meta: meta.clone(),
-        primary: RegionHandle {
-            name: REGIONS[0].into(),
-            bucket: Arc::new(bucket),
-            endpoint: None,
-            table: meta,
-        },
-        replicas: Vec::new(),
-        public_url: None,
-        custom_domains: None,
-        sites_domain: None,
-        previews: None,
-    }
-}
-
 async fn faulty() -> Faulty {
     let table = skyhost_testkit::dynamo(REGIONS[0]).await;
     let bucket = skyhost_testkit::s3(REGIONS[0]).await;
     let proxy = FaultProxy::start(&skyhost_testkit::moto_endpoint()).await;
     let conf = skyhost_testkit::aws(REGIONS[0]).await;
     Faulty {
-        through: one_region(
+        through: common::one_region(
+            REGIONS[0],
             DynamoStore::new(proxy.dynamodb(&conf), table.table()),
             S3BlobStore::new(proxy.s3(&conf), bucket.bucket()),
         ),
-        direct: one_region(
+        direct: common::one_region(
+            REGIONS[0],
             DynamoStore::new(skyhost_meta::config::dynamodb(&conf), table.table()),
             S3BlobStore::new(skyhost_meta::config::s3(&conf), bucket.bucket()),
         ),

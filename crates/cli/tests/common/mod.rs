@@ -3,7 +3,32 @@
 
 pub mod hostile;
 
+use skyhost_cli::backend::{Backend, RegionHandle};
+use skyhost_meta::blob::s3::S3BlobStore;
+use skyhost_meta::store::dynamodb::DynamoStore;
+use skyhost_meta::store::MetaStore;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// A backend of one region, `region`, on `meta` and `bucket`: what the fault tests reach
+/// through their proxy and directly.
+pub fn one_region(region: &str, meta: DynamoStore, bucket: S3BlobStore) -> Backend {
+    let meta: Arc<dyn MetaStore> = Arc::new(meta);
+    Backend {
+        meta: meta.clone(),
+        primary: RegionHandle {
+            name: region.into(),
+            bucket: Arc::new(bucket),
+            endpoint: None,
+            table: meta,
+        },
+        replicas: Vec::new(),
+        public_url: None,
+        custom_domains: None,
+        sites_domain: None,
+        previews: None,
+    }
+}
 
 /// Copies a folder tree.
 pub fn copy_dir(from: &Path, to: &Path) {
