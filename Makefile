@@ -18,8 +18,11 @@ test:
 test-rust:
 	$(CARGO) test --workspace --no-fail-fast
 
-# template.yaml against cfn-lint (pinned) and against the code; needs the test venv.
+# template.yaml against cfn-lint (pinned) and against the code; needs the test venv. The IAM
+# test reads `cargo metadata --offline`, which needs every platform's crates fetched, not only
+# the ones this machine's build downloaded.
 test-template:
+	$(CARGO) fetch --quiet
 	.cache/venv/bin/python -m pytest -q tests/template
 
 lint:

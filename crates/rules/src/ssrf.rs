@@ -44,42 +44,29 @@ fn embedded_v4(hi: u16, lo: u16) -> Ipv4Addr {
 
 fn is_forbidden_v6(ip: Ipv6Addr) -> bool {
     let s = ip.segments();
-    // ::/96 covers unspecified, loopback and the deprecated IPv4-compatible addresses.
-    if s[..6] == [0; 6] {
-        return true;
-    }
-    // ::ffff:0:0/96 IPv4-mapped: refused whatever it embeds, since stacks route it as IPv4.
-    if s[..5] == [0; 5] && s[5] == 0xffff {
-        return true;
-    }
-    // ::ffff:0:0:0/96 IPv4-translated (SIIT).
-    if s[..4] == [0; 4] && s[4] == 0xffff && s[5] == 0 {
-        return true;
-    }
-    // 64:ff9b::/96 well-known NAT64 prefix: as good as the IPv4 address it embeds.
-    if s[0] == 0x64 && s[1] == 0xff9b && s[2..6] == [0; 4] {
+    // 64:ff9b::/96 well-known NAT64 prefix: as good as the IPv4 address it embeds. Checked
+    // first, since the prefix lies outside global unicast.
+    if s[..6] == [0x64, 0xff9b, 0, 0, 0, 0] {
         return is_forbidden_v4(embedded_v4(s[6], s[7]));
     }
-    // 2002::/16 6to4: as good as the IPv4 address it embeds.
-    if s[0] == 0x2002 {
-        return is_forbidden_v4(embedded_v4(s[1], s[2]));
-    }
-    // 2001::/23 IETF protocol assignments (Teredo, benchmarking, ORCHID, …).
-    if s[0] == 0x2001 && s[1] < 0x0200 {
+    // Everything outside 2000::/3 (global unicast) is special-purpose: ::/96 (unspecified,
+    // loopback, deprecated IPv4-compatible), ::ffff:0:0/96 IPv4-mapped (refused whatever it
+    // embeds, since stacks route it as IPv4), ::ffff:0:0:0/96 IPv4-translated, unique-local
+    // fc00::/7, link-local fe80::/10, site-local fec0::/10, multicast ff00::/8, discard
+    // 100::/64, local-use NAT64 64:ff9b:1::/48 and the unassigned rest.
+    if s[0] & 0xe000 != 0x2000 {
         return true;
     }
-    // 2001:db8::/32 documentation.
-    if s[0] == 0x2001 && s[1] == 0x0db8 {
-        return true;
+    match s[0] {
+        // 2002::/16 6to4: as good as the IPv4 address it embeds.
+        0x2002 => is_forbidden_v4(embedded_v4(s[1], s[2])),
+        // 2001::/23 IETF protocol assignments (Teredo, benchmarking, ORCHID, …) and
+        // 2001:db8::/32 documentation.
+        0x2001 => s[1] < 0x0200 || s[1] == 0x0db8,
+        // 3fff::/20 documentation.
+        0x3fff => s[1] & 0xf000 == 0,
+        _ => false,
     }
-    // 3fff::/20 documentation.
-    if s[0] == 0x3fff && s[1] & 0xf000 == 0 {
-        return true;
-    }
-    // Everything outside 2000::/3 (global unicast) is special-purpose: unique-local
-    // fc00::/7, link-local fe80::/10, site-local fec0::/10, multicast ff00::/8,
-    // discard 100::/64, local-use NAT64 64:ff9b:1::/48 and the unassigned rest.
-    s[0] & 0xe000 != 0x2000
 }
 
 /// Normalizes a host for comparison: lower case, no trailing dot, IPv6 without brackets and
@@ -204,15 +191,35 @@ mod tests {
             ("64:ff9b::10.0.0.1", true),
             ("64:ff9b::169.254.169.254", true),
             ("64:ff9b::8.8.8.8", false),
+            ("64:ff9b::0808:0808", false),
+            ("64:ff9b:0:0:0:1:808:808", true),
+            ("65:ff9b::8.8.8.8", true),
+            ("64:ff9c::8.8.8.8", true),
             ("64:ff9b:1::1", true),
             ("100::1", true),
             ("2001::1", true),
+            ("2001:1ff:ffff::1", true),
+            ("2001:200::1", false),
+            ("2001:db7::1", false),
+            ("2001:db9::1", false),
+            ("2001:db8:ffff::1", true),
             ("2001:0:4136:e378:8000:63bf:3fff:fdd2", true),
             ("2001:db8::1", true),
             ("2002:0a00:0001::1", true),
             ("2002:a9fe:a9fe::1", true),
             ("2002:0808:0808::1", false),
             ("3fff::1", true),
+            ("3fff:fff:ffff::1", true),
+            ("3fff:1000::1", false),
+            ("3ffe::1", false),
+            ("2000::1", false),
+            ("1fff:ffff::1", true),
+            ("4000::1", true),
+            ("c000::1", true),
+            ("2606:4700::ffff:0:1", false),
+            ("2606:4700::ffff:0:0:1", false),
+            ("2606:4700:0:0:ffff::1", false),
+            ("2003::1", false),
             ("fc00::1", true),
             ("fd12:3456:789a::1", true),
             ("fe80::1", true),
@@ -237,6 +244,9 @@ mod tests {
             ("[::1]", "::1"),
             ("0:0::1", "::1"),
             ("localhost", "localhost"),
+            ("a-b.example.com", "a-b.example.com"),
+            ("_dmarc.example.com", "_dmarc.example.com"),
+            ("api2.example.com", "api2.example.com"),
         ];
         for (entry, normalized) in ok {
             assert_eq!(normalize_allowlist_entry(entry).unwrap(), *normalized);
