@@ -5,7 +5,8 @@
 use crate::multipart::{self, PartCopy};
 use async_trait::async_trait;
 use aws_sdk_s3::types::{CompletedPart, MetadataDirective};
-use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
+use percent_encoding::utf8_percent_encode;
+use skyhost_meta::blob::event::KEY_KEEP;
 use skyhost_meta::blob::s3::{object_size, S3BlobStore};
 use skyhost_meta::blob::{BlobError, BlobStore};
 use std::collections::HashMap;
@@ -31,17 +32,9 @@ impl SourceHead {
     }
 }
 
-/// Characters left as they are in an `x-amz-copy-source` key: unreserved ones and `/`.
-const COPY_SOURCE_KEEP: &AsciiSet = &NON_ALPHANUMERIC
-    .remove(b'-')
-    .remove(b'_')
-    .remove(b'.')
-    .remove(b'~')
-    .remove(b'/');
-
 /// The `x-amz-copy-source` value of `bucket`/`key` (the key URL-encoded).
 pub fn copy_source(bucket: &str, key: &str) -> String {
-    format!("{bucket}/{}", utf8_percent_encode(key, COPY_SOURCE_KEEP))
+    format!("{bucket}/{}", utf8_percent_encode(key, KEY_KEEP))
 }
 
 /// HEAD of `key` in `store`; `None` when missing.

@@ -221,10 +221,7 @@ fn check_page(key: &str, value: &str) -> Result<(), String> {
 /// Parses `skyhost.toml`.
 pub fn parse(text: &str, limits: &Limits) -> Result<Config, Vec<RuleError>> {
     let mut errors = ErrorSink::default();
-    match parse_into(text, limits, &mut errors) {
-        Some(config) if errors.is_empty() => Ok(config),
-        _ => Err(errors.finish()),
-    }
+    parse_into(text, limits, &mut errors).ok_or_else(|| errors.finish())
 }
 
 /// Parses `skyhost.toml`, adding problems to `errors`; `None` when it has any.

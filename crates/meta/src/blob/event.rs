@@ -5,8 +5,9 @@ use super::BlobError;
 use aws_lambda_events::event::s3::S3EventRecord;
 use percent_encoding::{percent_decode_str, utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 
-/// Characters S3 leaves as they are in event keys.
-const KEEP: &AsciiSet = &NON_ALPHANUMERIC
+/// Characters left as they are in an object key written into a URL-like value: S3's own
+/// encoding of event keys, also used for `x-amz-copy-source` (which S3 percent-decodes).
+pub const KEY_KEEP: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'-')
     .remove(b'_')
     .remove(b'.')
@@ -17,7 +18,7 @@ const KEEP: &AsciiSet = &NON_ALPHANUMERIC
 /// Encodes a key as S3 does in event notifications (form encoding: space as `+`).
 pub fn encode_key(key: &str) -> String {
     key.split(' ')
-        .map(|part| utf8_percent_encode(part, KEEP).to_string())
+        .map(|part| utf8_percent_encode(part, KEY_KEEP).to_string())
         .collect::<Vec<_>>()
         .join("+")
 }
