@@ -20,12 +20,20 @@ pub const NOINDEX: HeaderValue = HeaderValue::from_static("noindex");
 /// A deployment this young may still be on its way to this region's bucket: its
 /// manifest lookup is retried for a moment instead of answering 404.
 const FRESH: i64 = 120;
+/// How far ahead of this clock a deployment id's time may be and still count as fresh
+/// (clock skew between the deploying machine and the region). An id dated later was made
+/// up: it must not buy a retrying lookup.
+const SKEW: i64 = 5;
 /// How long a fresh preview's manifest is waited for, and how often it is looked for.
 const WAIT: Duration = Duration::from_millis(500);
 const STEP: Duration = Duration::from_millis(50);
 /// How long a deployment found not to exist is taken as absent (a fresh one is looked
 /// for over [`WAIT`] first).
 const ABSENT_TTL: Duration = Duration::from_secs(10);
+/// How long a fresh deployment found not to exist after [`WAIT`] is taken as absent: long
+/// enough that repeating one made-up fresh id costs one wait a second, short enough that
+/// a real deployment whose record arrives late is served a moment later.
+const FRESH_ABSENT_TTL: Duration = Duration::from_secs(1);
 
 /// What a host means for previews.
 pub enum Lookup {
@@ -65,6 +73,8 @@ pub struct Previews {
     /// Deployments found not to exist, for a moment: guessed preview hosts of a real
     /// site cost no table read each.
     absent: moka::future::Cache<ReadyKey, ()>,
+    /// Fresh deployments waited for in vain, for a second.
+    absent_fresh: moka::future::Cache<ReadyKey, ()>,
 }
 
 impl Previews {
@@ -80,6 +90,10 @@ impl Previews {
             absent: moka::future::Cache::builder()
                 .max_capacity(4096)
                 .time_to_live(ABSENT_TTL)
+                .build(),
+            absent_fresh: moka::future::Cache::builder()
+                .max_capacity(4096)
+                .time_to_live(FRESH_ABSENT_TTL)
                 .build(),
         }
     }
@@ -128,12 +142,14 @@ impl Previews {
                 outcome: CacheOutcome::Hit,
             }));
         }
-        if self.absent.contains_key(&key) {
+        if self.absent.contains_key(&key) || self.absent_fresh.contains_key(&key) {
             return Ok(None);
         }
         if !recorded(self.meta.as_ref(), site_id, deployment).await? {
-            // A fresh one may yet arrive; it is looked for again on the next request.
-            if !is_fresh(deployment) {
+            // A fresh one may yet arrive: it is looked for again a second later.
+            if is_fresh(deployment) {
+                self.absent_fresh.insert(key, ()).await;
+            } else {
                 self.absent.insert(key, ()).await;
             }
             return Ok(None);
@@ -188,7 +204,12 @@ async fn recorded(
 }
 
 fn is_fresh(deployment: &DeploymentId) -> bool {
-    created(deployment).is_some_and(|t| skyhost_meta::now() - t < FRESH)
+    created(deployment).is_some_and(|t| fresh_at(t, skyhost_meta::now()))
+}
+
+/// Whether a deployment made at `created` is fresh at `now` (both Unix seconds).
+fn fresh_at(created: i64, now: i64) -> bool {
+    (-SKEW..FRESH).contains(&now.saturating_sub(created))
 }
 
 /// A deployment's manifest; `None` when it does not exist. A deployment made in the last
@@ -238,5 +259,28 @@ mod tests {
         }
         let now = skyhost_meta::now();
         assert_eq!(created(&DeploymentId::new(now)), Some(now));
+    }
+
+    #[test]
+    fn freshness() {
+        let now = 1_796_392_856;
+        let cases = [
+            (now, true),
+            (now - 1, true),
+            (now - 119, true),
+            (now - 120, false),
+            (now - 86_400, false),
+            // A little ahead: the deploying machine's clock runs fast.
+            (now + 5, true),
+            (now + 6, false),
+            // Far ahead: a made-up id, which must not make every lookup wait.
+            (now + 86_400 * 365, false),
+            (i64::MAX, false),
+        ];
+        for (created, want) in cases {
+            assert_eq!(fresh_at(created, now), want, "{created}");
+        }
+        assert!(!is_fresh(&DeploymentId::new(skyhost_meta::now() + 3600)));
+        assert!(is_fresh(&DeploymentId::new(skyhost_meta::now())));
     }
 }
