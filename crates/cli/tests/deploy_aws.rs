@@ -3,30 +3,10 @@
 
 mod common;
 
-use skyhost_cli::backend::{AwsOptions, Backend};
 use skyhost_cli::deploy::{deploy, DeployOptions};
-use skyhost_meta::blob::BlobStore;
-use skyhost_meta::{keys, Manifest, SiteId};
+use skyhost_meta::{Manifest, SiteId};
 use std::path::Path;
 use std::time::Duration;
-
-const REGIONS: [&str; 3] = ["us-west-2", "eu-central-1", "ap-southeast-1"];
-
-async fn backend() -> Backend {
-    let table = skyhost_testkit::dynamo(REGIONS[0]).await.table().to_owned();
-    let mut buckets = Vec::new();
-    for r in REGIONS {
-        buckets.push(format!("{r}={}", skyhost_testkit::s3(r).await.bucket()));
-    }
-    Backend::aws(&AwsOptions {
-        primary_region: Some(REGIONS[0].into()),
-        table: Some(table),
-        buckets: Some(buckets.join(",")),
-        ..Default::default()
-    })
-    .await
-    .unwrap()
-}
 
 fn opts(dir: &Path) -> DeployOptions {
     DeployOptions {
@@ -42,28 +22,9 @@ fn opts(dir: &Path) -> DeployOptions {
     }
 }
 
-async fn manifest(
-    b: &Backend,
-    site: &SiteId,
-    d: &skyhost_meta::DeploymentId,
-) -> (Manifest, String) {
-    let body = b
-        .primary
-        .bucket
-        .get(&keys::manifest(site, d), None)
-        .await
-        .unwrap()
-        .unwrap()
-        .collect()
-        .await
-        .unwrap();
-    let text = String::from_utf8(body.to_vec()).unwrap();
-    (serde_json::from_str(&text).unwrap(), text)
-}
-
 #[tokio::test]
 async fn deploys_incrementally_and_atomically() {
-    let b = backend().await;
+    let b = common::three_regions(None).await;
     let tmp = tempfile::tempdir().unwrap();
     let dir = common::example_site(tmp.path());
     let site = SiteId::parse("shop").unwrap();
@@ -76,7 +37,7 @@ async fn deploys_incrementally_and_atomically() {
     let s = first.site.clone().unwrap();
     assert_eq!(s.active.as_ref(), Some(&first.deployment));
     assert_eq!(s.revision, 1);
-    let (m, _) = manifest(&b, &site, &first.deployment).await;
+    let m = common::manifest(&b, &site, &first.deployment).await;
     let index = m.file("/index.html").unwrap();
     assert_eq!(index.content_type, "text/html; charset=utf-8");
     assert!(!index.encodings.is_empty(), "HTML is precompressed");
@@ -104,7 +65,7 @@ async fn deploys_incrementally_and_atomically() {
 
 #[tokio::test]
 async fn basic_auth_passwords_never_stored_in_plain_text() {
-    let b = backend().await;
+    let b = common::three_regions(None).await;
     let tmp = tempfile::tempdir().unwrap();
     let dir = common::example_site(tmp.path());
     std::fs::write(
@@ -113,7 +74,9 @@ async fn basic_auth_passwords_never_stored_in_plain_text() {
     )
     .unwrap();
     let r = deploy(&b, &opts(&dir)).await.unwrap();
-    let (m, text) = manifest(&b, &SiteId::parse("shop").unwrap(), &r.deployment).await;
+    let shop = SiteId::parse("shop").unwrap();
+    let text = common::manifest_text(&b, &shop, &r.deployment).await;
+    let m: Manifest = serde_json::from_str(&text).unwrap();
     assert!(
         !text.contains("correct-horse-battery"),
         "plain password in the manifest"
@@ -133,7 +96,7 @@ async fn basic_auth_passwords_never_stored_in_plain_text() {
 
 #[tokio::test]
 async fn verify_repair_then_wait_replicas_and_rollback() {
-    let b = backend().await;
+    let b = common::three_regions(None).await;
     let tmp = tempfile::tempdir().unwrap();
     let dir = common::example_site(tmp.path());
     let site = SiteId::parse("shop").unwrap();
@@ -161,7 +124,7 @@ async fn verify_repair_then_wait_replicas_and_rollback() {
         second.site.as_ref().unwrap().active.as_ref(),
         Some(&second.deployment)
     );
-    let (m, _) = manifest(&b, &site, &second.deployment).await;
+    let m = common::manifest(&b, &site, &second.deployment).await;
     for r in &b.replicas {
         for k in skyhost_cli::deploy::needed_keys(&m) {
             assert!(r.bucket.head(&k).await.unwrap().is_some(), "{} {k}", r.name);
@@ -171,7 +134,7 @@ async fn verify_repair_then_wait_replicas_and_rollback() {
     // A replica that cannot be written: the deploy gives up and stays inactive.
     let mut broken = b.clone();
     broken.replicas[0].bucket = std::sync::Arc::new(skyhost_meta::blob::s3::S3BlobStore::new(
-        skyhost_meta::config::s3(&skyhost_testkit::aws(REGIONS[1]).await),
+        skyhost_meta::config::s3(&skyhost_testkit::aws(common::REGIONS[1]).await),
         skyhost_testkit::unique("no-such-bucket"),
     ));
     std::fs::write(dir.join("about.html"), "<h1>newer about</h1>").unwrap();
@@ -199,21 +162,21 @@ async fn verify_repair_then_wait_replicas_and_rollback() {
 
 #[tokio::test]
 async fn s3_reuses_a_blob_by_its_hash_never_by_size() {
-    let b = backend().await;
+    let b = common::three_regions(None).await;
     let tmp = tempfile::tempdir().unwrap();
     common::hostile::reuse_by_hash_not_size(&b, tmp.path()).await;
 }
 
 #[tokio::test]
 async fn s3_same_size_edit_mid_deploy_stores_what_was_hashed() {
-    let b = backend().await;
+    let b = common::three_regions(None).await;
     let tmp = tempfile::tempdir().unwrap();
     common::hostile::same_size_edit_mid_deploy(&b, tmp.path()).await;
 }
 
 #[tokio::test]
 async fn s3_dotfiles_and_special_files() {
-    let b = backend().await;
+    let b = common::three_regions(None).await;
     let tmp = tempfile::tempdir().unwrap();
     common::hostile::dotfiles(&b, tmp.path()).await;
     common::hostile::special_files(&b, tmp.path()).await;

@@ -140,7 +140,7 @@ impl Setup {
         let after = self.site().await;
         assert_eq!(after.active.as_ref(), Some(&r.deployment));
         assert_eq!(after.revision, before.revision + 1);
-        let (m, _) = common_manifest(&self.direct, &self.site, &r.deployment).await;
+        let m = common::manifest(&self.direct, &self.site, &r.deployment).await;
         for k in m.blob_keys() {
             assert!(
                 self.direct.primary.bucket.head(&k).await.unwrap().is_some(),
@@ -148,24 +148,6 @@ impl Setup {
             );
         }
     }
-}
-
-async fn common_manifest(
-    b: &Backend,
-    site: &SiteId,
-    d: &skyhost_meta::DeploymentId,
-) -> (skyhost_meta::Manifest, ()) {
-    let body = b
-        .primary
-        .bucket
-        .get(&keys::manifest(site, d), None)
-        .await
-        .unwrap()
-        .unwrap()
-        .collect()
-        .await
-        .unwrap();
-    (serde_json::from_slice(&body).unwrap(), ())
 }
 
 fn blob_put(s: &Seen<'_>) -> bool {

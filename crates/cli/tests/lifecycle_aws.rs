@@ -8,38 +8,18 @@
 mod common;
 
 use skyhost_cli::activate::{update_site, Change};
-use skyhost_cli::backend::{AwsOptions, Backend};
+use skyhost_cli::backend::Backend;
 use skyhost_cli::deploy::{deploy, DeployOptions};
 use skyhost_cli::gc::{gc_at, GcOptions};
 use skyhost_meta::blob::s3::S3BlobStore;
 use skyhost_meta::blob::BlobStore;
 use skyhost_meta::store::dynamodb::DynamoStore;
-use skyhost_meta::{keys, DeploymentId, Domain, Manifest, SiteId};
+use skyhost_meta::{keys, DeploymentId, Domain, SiteId};
 use skyhost_testkit::fault_proxy::{Fault, FaultProxy};
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
-
-const REGIONS: [&str; 3] = ["us-west-2", "eu-central-1", "ap-southeast-1"];
-
-/// A fresh table and a fresh bucket per region, previews under the sites domain.
-async fn backend() -> Backend {
-    let table = skyhost_testkit::dynamo(REGIONS[0]).await.table().to_owned();
-    let mut buckets = Vec::new();
-    for r in REGIONS {
-        buckets.push(format!("{r}={}", skyhost_testkit::s3(r).await.bucket()));
-    }
-    Backend::aws(&AwsOptions {
-        primary_region: Some(REGIONS[0].into()),
-        table: Some(table),
-        buckets: Some(buckets.join(",")),
-        sites_domain: Some("sites.example".into()),
-        ..Default::default()
-    })
-    .await
-    .unwrap()
-}
 
 fn opts(dir: &Path, site: &str, domains: &[&str]) -> DeployOptions {
     DeployOptions {
@@ -61,20 +41,6 @@ fn write(dir: &Path, name: &str, text: &str) {
     std::fs::write(dir.join(name), text).unwrap();
 }
 
-async fn manifest(b: &Backend, site: &SiteId, d: &DeploymentId) -> Manifest {
-    let body = b
-        .primary
-        .bucket
-        .get(&keys::manifest(site, d), None)
-        .await
-        .unwrap()
-        .unwrap()
-        .collect()
-        .await
-        .unwrap();
-    serde_json::from_slice(&body).unwrap()
-}
-
 /// Every region's objects: key → size.
 async fn listing(b: &Backend) -> Vec<BTreeMap<String, u64>> {
     let mut out = Vec::new();
@@ -87,7 +53,7 @@ async fn listing(b: &Backend) -> Vec<BTreeMap<String, u64>> {
 
 #[tokio::test]
 async fn gc_on_s3_by_object_time_in_every_region() {
-    let b = backend().await;
+    let b = common::three_regions(Some("sites.example")).await;
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("site");
     let site = SiteId::parse("shop").unwrap();
@@ -115,8 +81,8 @@ async fn gc_on_s3_by_object_time_in_every_region() {
     write(&dir, "index.html", "<h1>two</h1>\n");
     let d2 = deploy(&b, &opts(&dir, "shop", &[])).await.unwrap();
     let (m1, m2) = (
-        manifest(&b, &site, &d1.deployment).await,
-        manifest(&b, &site, &d2.deployment).await,
+        common::manifest(&b, &site, &d1.deployment).await,
+        common::manifest(&b, &site, &d2.deployment).await,
     );
     let start = listing(&b).await;
     assert!(start.iter().all(|r| r == &start[0]), "every bucket filled");
@@ -187,7 +153,7 @@ async fn gc_on_s3_by_object_time_in_every_region() {
         .filter(|k| !m2.blob_keys().contains(k))
         .collect();
     assert!(own_d1.iter().any(|k| !in_flight_keys.contains(k)));
-    for (i, region) in REGIONS.iter().enumerate() {
+    for (i, region) in common::REGIONS.iter().enumerate() {
         let lost: Vec<&String> = before[i]
             .keys()
             .filter(|k| !after[i].contains_key(*k))
@@ -228,7 +194,7 @@ async fn gc_on_s3_by_object_time_in_every_region() {
 
 #[tokio::test]
 async fn deleted_site_frees_its_domains_and_its_name_on_dynamodb() {
-    let b = backend().await;
+    let b = common::three_regions(Some("sites.example")).await;
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("site");
     write(&dir, "index.html", "<h1>shop</h1>\n");
@@ -285,18 +251,18 @@ struct Faulty {
 }
 
 async fn faulty() -> Faulty {
-    let table = skyhost_testkit::dynamo(REGIONS[0]).await;
-    let bucket = skyhost_testkit::s3(REGIONS[0]).await;
+    let table = skyhost_testkit::dynamo(common::REGIONS[0]).await;
+    let bucket = skyhost_testkit::s3(common::REGIONS[0]).await;
     let proxy = FaultProxy::start(&skyhost_testkit::moto_endpoint()).await;
-    let conf = skyhost_testkit::aws(REGIONS[0]).await;
+    let conf = skyhost_testkit::aws(common::REGIONS[0]).await;
     Faulty {
         through: common::one_region(
-            REGIONS[0],
+            common::REGIONS[0],
             DynamoStore::new(proxy.dynamodb(&conf), table.table()),
             S3BlobStore::new(proxy.s3(&conf), bucket.bucket()),
         ),
         direct: common::one_region(
-            REGIONS[0],
+            common::REGIONS[0],
             DynamoStore::new(skyhost_meta::config::dynamodb(&conf), table.table()),
             S3BlobStore::new(skyhost_meta::config::s3(&conf), bucket.bucket()),
         ),
