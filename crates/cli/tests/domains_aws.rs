@@ -8,49 +8,6 @@ use std::time::Duration;
 
 const REGIONS: [&str; 2] = ["us-west-2", "eu-central-1"];
 
-/// A REST API named `name` with a `live` stage in `region`.
-async fn origin_api(region: &str, name: &str) {
-    let c = aws_sdk_apigateway::Client::new(&skyhost_testkit::aws(region).await);
-    let id = c
-        .create_rest_api()
-        .name(name)
-        .send()
-        .await
-        .expect("create api")
-        .id()
-        .expect("api id")
-        .to_string();
-    let resources = c
-        .get_resources()
-        .rest_api_id(&id)
-        .send()
-        .await
-        .expect("resources");
-    let root = resources.items()[0].id().expect("root").to_string();
-    c.put_method()
-        .rest_api_id(&id)
-        .resource_id(&root)
-        .http_method("ANY")
-        .authorization_type("NONE")
-        .send()
-        .await
-        .expect("method");
-    c.put_integration()
-        .rest_api_id(&id)
-        .resource_id(&root)
-        .http_method("ANY")
-        .r#type(aws_sdk_apigateway::types::IntegrationType::Mock)
-        .send()
-        .await
-        .expect("integration");
-    c.create_deployment()
-        .rest_api_id(&id)
-        .stage_name("live")
-        .send()
-        .await
-        .expect("stage");
-}
-
 struct Platform {
     args: Vec<String>,
 }
@@ -64,7 +21,7 @@ impl Platform {
         }
         let api = skyhost_testkit::unique("skyhost-origin");
         for r in REGIONS {
-            origin_api(r, &api).await;
+            skyhost_testkit::origin_api(r, &api).await;
         }
         let args = [
             "--primary-region",

@@ -125,53 +125,6 @@ impl Cloud for Faulty {
     }
 }
 
-/// A REST API named `name` with a `live` stage, as the template makes, in `region`.
-async fn origin_api(region: &str, name: &str) -> String {
-    let c = aws_sdk_apigateway::Client::new(&skyhost_testkit::aws(region).await);
-    let api = c
-        .create_rest_api()
-        .name(name)
-        .send()
-        .await
-        .expect("create api");
-    let id = api.id().expect("api id").to_string();
-    let root = c
-        .get_resources()
-        .rest_api_id(&id)
-        .send()
-        .await
-        .expect("resources")
-        .items()
-        .iter()
-        .find(|r| r.path() == Some("/"))
-        .and_then(|r| r.id())
-        .expect("root resource")
-        .to_string();
-    c.put_method()
-        .rest_api_id(&id)
-        .resource_id(&root)
-        .http_method("ANY")
-        .authorization_type("NONE")
-        .send()
-        .await
-        .expect("method");
-    c.put_integration()
-        .rest_api_id(&id)
-        .resource_id(&root)
-        .http_method("ANY")
-        .r#type(aws_sdk_apigateway::types::IntegrationType::Mock)
-        .send()
-        .await
-        .expect("integration");
-    c.create_deployment()
-        .rest_api_id(&id)
-        .stage_name("live")
-        .send()
-        .await
-        .expect("deployment");
-    id
-}
-
 /// A public hosted zone; its id.
 async fn zone(name: &str) -> String {
     let c = aws_sdk_route53::Client::new(&skyhost_testkit::aws("us-east-1").await);
@@ -356,7 +309,7 @@ async fn regional_add_status_remove() {
     let api_name = skyhost_testkit::unique("skyhost-origin");
     let mut apis = Vec::new();
     for r in REGIONS {
-        apis.push(origin_api(r, &api_name).await);
+        apis.push(skyhost_testkit::origin_api(r, &api_name).await);
     }
     let meta = table().await;
     let cloud = AwsCloud::new(

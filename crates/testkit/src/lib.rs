@@ -141,3 +141,54 @@ pub fn site_stream_record<T: serde::de::DeserializeOwned>(
     }))
     .expect("a stream record of the site item")
 }
+
+/// A REST API named `name` with its root answering `ANY` (a mock integration) and a
+/// `live` stage, as the template makes, in `region` on moto: what a custom domain maps to.
+/// Its id.
+pub async fn origin_api(region: &str, name: &str) -> String {
+    let c = aws_sdk_apigateway::Client::new(&aws(region).await);
+    let id = c
+        .create_rest_api()
+        .name(name)
+        .send()
+        .await
+        .expect("create api")
+        .id()
+        .expect("api id")
+        .to_string();
+    let root = c
+        .get_resources()
+        .rest_api_id(&id)
+        .send()
+        .await
+        .expect("resources")
+        .items()
+        .iter()
+        .find(|r| r.path() == Some("/"))
+        .and_then(|r| r.id())
+        .expect("root resource")
+        .to_string();
+    c.put_method()
+        .rest_api_id(&id)
+        .resource_id(&root)
+        .http_method("ANY")
+        .authorization_type("NONE")
+        .send()
+        .await
+        .expect("method");
+    c.put_integration()
+        .rest_api_id(&id)
+        .resource_id(&root)
+        .http_method("ANY")
+        .r#type(aws_sdk_apigateway::types::IntegrationType::Mock)
+        .send()
+        .await
+        .expect("integration");
+    c.create_deployment()
+        .rest_api_id(&id)
+        .stage_name("live")
+        .send()
+        .await
+        .expect("deployment");
+    id
+}
